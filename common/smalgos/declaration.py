@@ -1,0 +1,430 @@
+"""One declaration per algorithm: hyperparameters, channels, metrics, serving formats, variants.
+
+The declaration is the spine's centre. The training runner validates the job's configuration
+against it, the metric printer emits AWS's log lines from it, the serving app negotiates content
+types from it, and `python -m smalgos.cli describe ALGO` prints it (the Makefile asks it which
+image variants exist). This module imports only the standard library, so describing an
+algorithm needs no maths libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import ClientError
+
+AUTO = "auto"
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric range; `None` bounds are open-ended."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        lo = "(-inf" if self.low is None else ("[" if self.low_inclusive else "(") + _num(self.low)
+        hi = "inf)" if self.high is None else _num(self.high) + ("]" if self.high_inclusive else ")")
+        return f"{lo}, {hi}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def _strip_json_quotes(raw: str) -> str:
+    """Framework estimators send every value json.dumps-ed: '"binary_classifier"' -> 'binary_classifier'."""
+    s = raw.strip()
+    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
+        try:
+            decoded = json.loads(s)
+        except ValueError:
+            return s
+        if isinstance(decoded, str):
+            return decoded.strip()
+    return s
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """Base of the typed hyperparameters. Subclasses implement `_parse` on the stripped string."""
+
+    name: str
+    default: Any = None
+    required: bool = False
+    allow_auto: bool = False
+    doc: str = ""
+
+    type_name = "string"
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a value from hyperparameters.json (normally a string) into its typed value."""
+        text = _strip_json_quotes(raw) if isinstance(raw, str) else raw
+        if self.allow_auto and isinstance(text, str) and text.lower() == AUTO:
+            return AUTO
+        try:
+            return self._parse(text)
+        except ClientError:
+            raise
+        except (ValueError, TypeError) as exc:
+            detail = f": {exc}" if str(exc) else ""
+            raise ClientError(
+                f"Hyperparameter {self.name}: value {raw!r} is not a valid {self.describe_type()}{detail}"
+            ) from None
+
+    def _parse(self, text: Any) -> Any:
+        return str(text)
+
+    def describe_type(self) -> str:
+        return self.type_name + (" or 'auto'" if self.allow_auto else "")
+
+    def describe(self) -> dict:
+        return {"type": self.type_name, "default": self.default, "required": self.required,
+                "auto": self.allow_auto, "doc": self.doc}
+
+
+@dataclass(frozen=True)
+class Integer(Hyperparameter):
+    range: Interval = Interval()
+    type_name = "integer"
+
+    def _parse(self, text: Any) -> int:
+        if isinstance(text, bool):
+            raise ValueError("booleans are not integers")
+        if isinstance(text, int):
+            value = text
+        else:
+            s = str(text).strip()
+            try:
+                value = int(s)
+            except ValueError:
+                f = float(s)  # "10.0" is accepted as 10, "10.5" is not
+                if not f.is_integer():
+                    raise ValueError("not a whole number") from None
+                value = int(f)
+        if value not in self.range:
+            raise ClientError(f"Hyperparameter {self.name}: value {value} is outside the range {self.range}")
+        return value
+
+    def describe(self) -> dict:
+        return {**super().describe(), "range": str(self.range)}
+
+
+@dataclass(frozen=True)
+class Float(Hyperparameter):
+    range: Interval = Interval()
+    type_name = "float"
+
+    def _parse(self, text: Any) -> float:
+        if isinstance(text, bool):
+            raise ValueError("booleans are not numbers")
+        value = float(text)
+        if math.isnan(value):
+            raise ValueError("NaN is not allowed")
+        if value not in self.range:
+            raise ClientError(f"Hyperparameter {self.name}: value {text} is outside the range {self.range}")
+        return value
+
+    def describe(self) -> dict:
+        return {**super().describe(), "range": str(self.range)}
+
+
+@dataclass(frozen=True)
+class Boolean(Hyperparameter):
+    type_name = "boolean"
+    _TRUE = ("true", "1", "yes")
+    _FALSE = ("false", "0", "no")
+
+    def _parse(self, text: Any) -> bool:
+        if isinstance(text, bool):
+            return text
+        s = str(text).strip().lower()
+        if s in self._TRUE:
+            return True
+        if s in self._FALSE:
+            return False
+        raise ValueError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Categorical(Hyperparameter):
+    choices: tuple = ()
+    case_sensitive: bool = False
+    type_name = "categorical"
+
+    def _parse(self, text: Any) -> str:
+        s = str(text).strip()
+        for choice in self.choices:
+            if s == choice or (not self.case_sensitive and s.lower() == str(choice).lower()):
+                return choice
+        raise ClientError(
+            f"Hyperparameter {self.name}: value {s!r} is not one of {', '.join(map(str, self.choices))}"
+        )
+
+    def describe_type(self) -> str:
+        return f"one of {', '.join(map(str, self.choices))}"
+
+    def describe(self) -> dict:
+        return {**super().describe(), "choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class FloatOrChoice(Float):
+    """A float, or one of a few named strings (Linear Learner's positive_example_weight_mult)."""
+
+    choices: tuple = ()
+
+    def _parse(self, text: Any) -> float | str:
+        s = str(text).strip()
+        for choice in self.choices:
+            if s.lower() == choice:
+                return choice
+        return super()._parse(text)
+
+
+@dataclass(frozen=True)
+class StringList(Hyperparameter):
+    """A list given as JSON text (`["msd", "ssd"]`) or a comma list (`msd,ssd`)."""
+
+    choices: tuple = ()
+    type_name = "list"
+
+    def _parse(self, text: Any) -> list:
+        if isinstance(text, list):
+            items = text
+        else:
+            s = str(text).strip()
+            if s.startswith("["):
+                items = json.loads(s)
+                if not isinstance(items, list):
+                    raise ValueError("expected a list")
+            else:
+                items = [p for p in (x.strip() for x in s.split(",")) if p]
+        items = [str(i).strip() for i in items]
+        if self.choices:
+            bad = [i for i in items if i not in self.choices]
+            if bad:
+                raise ClientError(
+                    f"Hyperparameter {self.name}: {', '.join(map(repr, bad))} not among {', '.join(self.choices)}"
+                )
+        return items
+
+
+@dataclass(frozen=True)
+class String(Hyperparameter):
+    pattern: str | None = None
+
+    def _parse(self, text: Any) -> str:
+        s = str(text)
+        if self.pattern and not re.fullmatch(self.pattern, s):
+            raise ValueError(f"does not match {self.pattern}")
+        return s
+
+
+# A check across several hyperparameters: receives the parsed values (defaults filled in) and
+# raises ClientError naming the parameters at fault.
+Validator = Callable[[dict], None]
+
+
+def ignored_key(name: str) -> bool:
+    """Keys SageMaker, the SDK or HPO add, which an algorithm accepts and ignores."""
+    return name.startswith("_") or name.startswith("sagemaker_")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The declared hyperparameters of one algorithm."""
+
+    params: tuple[Hyperparameter, ...]
+    validators: tuple[Validator, ...] = ()
+    accept_unknown: Sequence[str] = ()  # extra names tolerated and dropped (e.g. the SDK's force_dense)
+
+    def __post_init__(self):
+        names = [p.name for p in self.params]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"hyperparameters declared twice: {sorted(dupes)}")
+
+    def __getitem__(self, name: str) -> Hyperparameter:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def parse(self, raw: Mapping[str, Any]) -> dict:
+        """Validate a hyperparameters.json mapping; return every declared name with its value."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(k for k in raw if k not in known and not ignored_key(k) and k not in self.accept_unknown)
+        if unknown:
+            raise ClientError(
+                f"Unknown hyperparameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
+                f" (this algorithm accepts: {', '.join(sorted(known))})"
+            )
+        values: dict = {}
+        for p in self.params:
+            if p.name in raw:
+                values[p.name] = p.parse(raw[p.name])
+            elif p.required:
+                raise ClientError(f"Missing required hyperparameter: {p.name}")
+            else:
+                values[p.name] = p.default
+        for check in self.validators:
+            check(values)
+        return values
+
+    def describe(self) -> dict:
+        return {p.name: p.describe() for p in self.params}
+
+
+# ---------------------------------------------------------------------------------------------
+# Channels
+# ---------------------------------------------------------------------------------------------
+
+FILE, PIPE, FASTFILE = "File", "Pipe", "FastFile"
+FULLY_REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    required: bool = False
+    content_types: tuple[str, ...] = ("text/csv", "application/x-recordio-protobuf")
+    default_content_type: str | None = None  # when inputdataconfig.json names none
+    input_modes: tuple[str, ...] = (FILE, PIPE, FASTFILE)
+    distributions: tuple[str, ...] = (FULLY_REPLICATED, SHARDED)
+    doc: str = ""
+
+    def describe(self) -> dict:
+        return {"required": self.required, "content_types": list(self.content_types),
+                "default_content_type": self.default_content_type or self.content_types[0],
+                "input_modes": list(self.input_modes), "distributions": list(self.distributions)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+MINIMIZE, MAXIMIZE = "Minimize", "Maximize"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric as SageMaker scrapes it: `<channel>:<name>` plus the regex over the log text."""
+
+    name: str  # e.g. "validation:binary_f_beta"
+    direction: str  # MINIMIZE or MAXIMIZE
+    regex: str
+    tunable: bool = True
+
+    def describe(self) -> dict:
+        return {"Name": self.name, "Regex": self.regex, "Type": self.direction, "Tunable": self.tunable}
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serving:
+    content_types: tuple[str, ...] = (
+        "text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf")
+    accepts: tuple[str, ...] = ("application/json", "application/jsonlines", "application/x-recordio-protobuf")
+    default_accept: str = "application/json"
+    json_root_key: str = "predictions"
+
+    def describe(self) -> dict:
+        return {"content_types": list(self.content_types), "accepts": list(self.accepts),
+                "default_accept": self.default_accept}
+
+
+# ---------------------------------------------------------------------------------------------
+# The algorithm
+# ---------------------------------------------------------------------------------------------
+
+CPU, GPU = "cpu", "gpu"
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """Everything the spine needs to know about one algorithm.
+
+    `trainer` and `model_loader` are "module:function" strings imported only when used, so that
+    the declaration stays cheap to import (no torch or xgboost needed to describe an algorithm).
+      trainer(job: smalgos.training.TrainingJob) -> None
+      model_loader(model_dir: pathlib.Path) -> smalgos.serving.model.Model
+    """
+
+    name: str  # AWS's repository name, e.g. "linear-learner"
+    hyperparameters: Hyperparameters
+    channels: tuple[Channel, ...]
+    metrics: tuple[Metric, ...]
+    trainer: str
+    model_loader: str
+    serving: Serving = Serving()
+    variants: tuple[str, ...] = (CPU, GPU)
+    supervised: bool = True  # CSV channels carry a label column unless label_size says otherwise
+    doc: str = ""
+
+    def channel(self, name: str) -> Channel | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"{self.name} declares no metric {name!r}")
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "variants": list(self.variants),
+            "hyperparameters": self.hyperparameters.describe(),
+            "channels": {c.name: c.describe() for c in self.channels},
+            "metrics": [m.describe() for m in self.metrics],
+            "serving": self.serving.describe(),
+        }
+
+
+def resolve(target: str) -> Any:
+    """Import "package.module:attribute"."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
+
+
+def load_algorithm(name: str) -> Algorithm:
+    """The declaration of the algorithm named `name` (AWS's repository name, e.g. "kmeans").
+
+    By convention it lives in `smalgos_<name with - as _>.declaration` as `ALGORITHM`.
+    """
+    import importlib
+
+    module_name = "smalgos_" + name.replace("-", "_") + ".declaration"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ClientError(f"Unknown algorithm {name!r}: no module {module_name}") from None
+        raise
+    return module.ALGORITHM

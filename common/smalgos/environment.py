@@ -1,0 +1,140 @@
+"""Every path and environment variable of the container contract, read once into typed snapshots.
+
+`/opt/ml` moves with `SAGEMAKER_BASE_DIR` (the name AWS's toolkits use), so the whole contract
+runs in a temporary directory in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
+ALGORITHM_ENV = "SMALGOS_ALGORITHM"  # baked into each image: which algorithm `train`/`serve` run
+
+DEFAULT_MAX_PAYLOAD_MB = 6
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The `/opt/ml` tree."""
+
+    base: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Paths":
+        env = os.environ if environ is None else environ
+        return cls(Path(env.get(BASE_DIR_ENV) or "/opt/ml"))
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.config_dir / "hyperparameters.json"
+
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    @property
+    def checkpoint_config_file(self) -> Path:
+        return self.config_dir / "checkpointconfig.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "input" / "data"
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.data_dir / channel
+
+    def channel_fifo(self, channel: str, epoch: int) -> Path:
+        return self.data_dir / f"{channel}_{epoch}"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.output_dir / "data"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    @property
+    def success_file(self) -> Path:
+        return self.output_dir / "success"
+
+    @property
+    def default_checkpoint_dir(self) -> Path:
+        return self.base / "checkpoints"
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def _bool_env(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    """The serving side's environment variables, with their defaults beside them."""
+
+    port: int  # SAGEMAKER_BIND_TO_PORT, 8080
+    workers: int  # SAGEMAKER_MODEL_SERVER_WORKERS, CPU count
+    timeout: int  # SAGEMAKER_MODEL_SERVER_TIMEOUT, 60 s
+    batch: bool  # SAGEMAKER_BATCH (batch transform)
+    max_payload_mb: int  # SAGEMAKER_MAX_PAYLOAD_IN_MB, 6
+    batch_strategy: str  # SAGEMAKER_BATCH_STRATEGY, MULTI_RECORD
+    default_accept: str | None  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
+    inference_output: str | None  # SAGEMAKER_INFERENCE_OUTPUT (XGBoost's selectable outputs)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
+        env = os.environ if environ is None else environ
+        # The API spells it MultiRecord, the environment MULTI_RECORD: accept both.
+        raw_strategy = (env.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").replace("_", "").upper()
+        strategy = "SINGLE_RECORD" if raw_strategy == "SINGLERECORD" else "MULTI_RECORD"
+        return cls(
+            port=_int_env(env, "SAGEMAKER_BIND_TO_PORT", 8080),
+            workers=max(1, _int_env(env, "SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1)),
+            timeout=_int_env(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+            batch=_bool_env(env, "SAGEMAKER_BATCH"),
+            max_payload_mb=_int_env(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB),
+            batch_strategy=strategy,
+            default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None),
+            inference_output=(env.get("SAGEMAKER_INFERENCE_OUTPUT") or None),
+        )
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * 1024 * 1024
+
+
+def algorithm_name(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    name = env.get(ALGORITHM_ENV)
+    if not name:
+        raise RuntimeError(f"{ALGORITHM_ENV} is not set: the image must say which algorithm it runs")
+    return name
