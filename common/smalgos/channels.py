@@ -25,7 +25,7 @@ from .environment import Paths
 from .errors import ClientError, PlatformError, TrainingStopped
 from .formats.batch import Batch
 from .formats.media import MediaType, parse_media_type
-from .formats.recordio import iter_recordio_payloads
+from .formats.recordio import iter_records
 from .formats.registry import get_decoder
 
 log = logging.getLogger("smalgos")
@@ -91,10 +91,12 @@ class ChannelInput:
         self.config = config
         self.paths = paths
         self.default_label_size = default_label_size
-        self.media: MediaType = parse_media_type(
-            config.content_type or declared.default_content_type or declared.content_types[0])
-        self.decoder = get_decoder(self.media, allowed=declared.content_types,
-                                   what=f"channel {self.name!r}")
+        try:
+            self.media: MediaType = parse_media_type(
+                config.content_type or declared.default_content_type or declared.content_types[0])
+            self.decoder = get_decoder(self.media, allowed=declared.content_types)
+        except ClientError as exc:
+            raise type(exc)(f"Channel {self.name!r}: {exc.message}") from None
         self._next_pipe_epoch = 0
 
     @property
@@ -150,7 +152,7 @@ class ChannelInput:
         if self.config.record_wrapper != "RecordIO" or self.media.type == "application/x-recordio-protobuf":
             yield source, stream
             return
-        for i, payload in enumerate(iter_recordio_payloads(stream, source=source)):
+        for i, payload in enumerate(iter_records(stream, source=source)):
             yield f"{source} (wrapped object {i})", io.BytesIO(payload)
 
     # -- decoded batches ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..errors import ClientError, PayloadTooLarge, SMAlgoError
 from ..formats.batch import Batch
 from ..formats.media import MediaType, parse_media_type
 from ..formats.predictions import Predictions
-from ..formats.registry import get_decoder, negotiate_accept
+from ..formats.registry import get_decoder, get_encoder, negotiate_media_type
 
 log = logging.getLogger("smalgos")
 
@@ -92,14 +92,15 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
         raw_type = request_content_type()
         media = parse_media_type(raw_type) if raw_type else parse_media_type(serving.content_types[0])
         decoder = get_decoder(media, allowed=serving.content_types)
-        encoder = negotiate_accept(request.headers.get("Accept"), serving.accepts, default_accept)
+        accept = negotiate_media_type(request.headers.get("Accept"), serving.accepts, default_accept)
+        encoder = get_encoder(accept, allowed=serving.accepts)
         body = request.get_data(cache=False)
         if not body:
             raise ClientError("Request body is empty: send at least one record")
         batch = decoder.decode(body, media, default_label_size=0, source="request body")
         if len(batch) == 0:
             raise ClientError("Request body holds no records")
-        predictions = model.predict(batch, parse_media_type(encoder.media_type))
+        predictions = model.predict(batch, accept)
         payload = encoder.encode(predictions)
         log.debug("%d records in %.2f ms", len(batch), 1e3 * (time.perf_counter() - started))
         return Response(payload, status=200, mimetype=encoder.media_type)

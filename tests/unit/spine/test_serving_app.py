@@ -80,7 +80,7 @@ def test_recordio_protobuf_both_ways_with_the_sdk(model):
     ({"Content-Type": "application/json"}, b'{"instances": [{"feature": [1, 2]}]}', 400, "features"),
     ({"Content-Type": "application/json"}, b"{not json", 400, "JSON"),
     ({"Content-Type": "text/csv; label_size=zz"}, b"0,1\n", 400, "label_size"),
-    ({"Content-Type": "text/csv; colour=blue"}, b"0,1\n", 400, "colour"),
+    ({"Content-Type": "text/csv; colour=blue"}, b"0,1\n", 415, "colour"),
 ])
 def test_bad_requests_get_their_4xx_and_the_server_keeps_serving(model, headers, body, status, fragment):
     c = client(model)

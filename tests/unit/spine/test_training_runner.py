@@ -117,3 +117,28 @@ def test_sigterm_stops_cleanly_with_exit_143(tmp_path):
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 143, out
     assert job.failure.startswith("Stopped: the job received SIGTERM")
+
+
+def test_recordio_wrapped_csv_objects_in_pipe_mode(tmp_path):
+    """RecordWrapperType=RecordIO: each S3 object arrives as one RecordIO record in the stream."""
+    from smalgos.formats.recordio import frame_records
+    job = make_job(tmp_path, hps={"num_classes": 2},
+                   channels={"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
+                                       "RecordWrapperType": "RecordIO"}}, files={})
+    stream = frame_records([b"0,0,0\n1,5,5\n", b"0,1,0\n1,4,5\n"])
+    with PipeFeeder(job.paths, "train", stream, epochs=2):
+        assert run(job) == 0, job.failure
+    np.testing.assert_allclose(np.load(job.paths.model_dir / "centroids.npy"), [[0.5, 0], [4.5, 5]])
+
+
+def test_sdk_written_sparse_protobuf_channel(tmp_path):
+    import io
+    import scipy.sparse as sp
+    from sagemaker.amazon.common import write_spmatrix_to_sparse_tensor
+    buf = io.BytesIO()
+    x = sp.csr_matrix(np.array([[0, 0], [5, 5], [1, 0], [4, 5]], dtype=np.float32))
+    write_spmatrix_to_sparse_tensor(buf, x, np.array([0, 1, 0, 1], dtype=np.float32))
+    job = make_job(tmp_path, channels={"train": {"ContentType": "application/x-recordio-protobuf"}},
+                   files={("train", "matrix_0.pbr"): buf.getvalue()})
+    assert run(job) == 0, job.failure
+    np.testing.assert_allclose(np.load(job.paths.model_dir / "centroids.npy"), [[0.5, 0], [4.5, 5]])
