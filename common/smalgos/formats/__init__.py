@@ -1,0 +1,42 @@
+"""The wire formats: a MIME registry of decoders (bytes or streams → `Batch`) and encoders
+(`Predictions` → bytes), shared by training (File and Pipe mode) and serving.
+
+Registered here: text/csv, application/json, application/jsonlines, text/libsvm,
+application/x-recordio-protobuf (decoders); the same less libsvm (encoders).
+"""
+
+from __future__ import annotations
+
+from .batch import Batch
+from .csv import CSVDecoder, CSVEncoder, parse_csv
+from .jsonformat import (JSONDecoder, JSONEncoder, JSONLinesDecoder, JSONLinesEncoder,
+                         decode_json, decode_jsonlines)
+from .libsvm import LibSVMDecoder, parse_libsvm
+from .media import (ALIASES, CSV, JSON, JSONLINES, LIBSVM, RECORDIO_PROTOBUF, MediaType,
+                    check_params, parse_accept, parse_media_type)
+from .predictions import Predictions
+from .protobuf import (RecordIOProtobufDecoder, RecordIOProtobufEncoder, decode_predictions,
+                       dense_to_recordio, sparse_to_recordio, write_dense, write_sparse)
+from .registry import (DECODERS, ENCODERS, Decoder, Encoder, get_decoder, get_encoder,
+                       negotiate_accept, negotiate_media_type, register_decoder, register_encoder)
+
+for _dec in (CSVDecoder(), JSONDecoder(), JSONLinesDecoder(), LibSVMDecoder(),
+             RecordIOProtobufDecoder()):
+    register_decoder(_dec)
+for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder()):
+    register_encoder(_enc)
+del _dec, _enc
+
+__all__ = [
+    "ALIASES", "CSV", "JSON", "JSONLINES", "LIBSVM", "RECORDIO_PROTOBUF",
+    "Batch", "Predictions", "MediaType", "Decoder", "Encoder", "DECODERS", "ENCODERS",
+    "parse_media_type", "parse_accept", "check_params",
+    "get_decoder", "get_encoder", "negotiate_accept", "negotiate_media_type",
+    "register_decoder", "register_encoder",
+    "CSVDecoder", "CSVEncoder", "parse_csv",
+    "JSONDecoder", "JSONEncoder", "JSONLinesDecoder", "JSONLinesEncoder", "decode_json",
+    "decode_jsonlines",
+    "LibSVMDecoder", "parse_libsvm",
+    "RecordIOProtobufDecoder", "RecordIOProtobufEncoder", "decode_predictions",
+    "dense_to_recordio", "sparse_to_recordio", "write_dense", "write_sparse",
+]

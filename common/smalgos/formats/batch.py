@@ -58,7 +58,11 @@ class Batch:
             if all(p is None for p in parts):
                 return None
             if any(p is None for p in parts):
-                raise ValueError(f"cannot concatenate batches where only some have {name}")
+                if name != "weights":
+                    raise ValueError(f"cannot concatenate batches where only some have {name}")
+                # a batch without weights weighs each record 1 (LibSVM lines without ":weight")
+                parts = [np.ones(len(b), np.float32) if p is None else p
+                         for b, p in zip(batches, parts)]
             return np.concatenate(parts, axis=0)
 
         return Batch(feats, cat("labels"), cat("weights"))

@@ -1,0 +1,150 @@
+"""`text/libsvm` (alias `text/x-libsvm`): ``<label>[:<weight>] <index>:<value> ...`` per line → CSR.
+
+Parsed in bulk: token and colon positions are found with numpy byte operations, the structure of
+every token is checked at once (label: 0 or 1 colon; feature: exactly one, with text on both
+sides), and all numbers are read by one C call (`np.fromstring` over the text with colons turned
+into spaces). The first token of a line is always its label, as XGBoost reads the format.
+
+Indices: ``zero_based=True`` keeps them, ``False`` subtracts 1 (0 is then an error), ``"auto"``
+(the default) shifts by 1 when the smallest index in the data is >= 1 (XGBoost's rule). When
+streaming, "auto" is settled by the first chunk that has features and kept (a later index 0 in
+data read as 1-based is then an error). Width = largest index + 1. Instance
+weights (``label:weight``) go to `Batch.weights` (1.0 for lines without one; None when no line
+has one). Blank lines are
+skipped; line numbers in messages count them.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from smalgos.errors import ClientError
+
+from ._stream import RowBuffer, iter_line_blocks
+from .batch import Batch
+from .media import LIBSVM, MediaType, check_params
+
+ZeroBased = bool | Literal["auto"]
+_SPACE_TABLE = bytes.maketrans(b":\t\r", b"   ")
+
+
+def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "request body",
+                 first_line: int = 1) -> tuple[Batch, bool]:
+    """Parse LibSVM text → (Batch with CSR features, labels, weights or None; whether shifted)."""
+    if not data.strip():
+        return Batch(sp.csr_matrix((0, 0), dtype=np.float32), np.zeros(0, np.float32)), False
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    u = np.frombuffer(data, np.uint8)
+    sep = (u == 32) | (u == 9) | (u == 13) | (u == 10)
+    nl = np.flatnonzero(u == 10)
+    prev_sep = np.empty_like(sep)
+    prev_sep[0] = True
+    prev_sep[1:] = sep[:-1]
+    next_sep = np.empty_like(sep)
+    next_sep[-1] = True
+    next_sep[:-1] = sep[1:]
+    tstart = np.flatnonzero(~sep & prev_sep)
+    tend = np.flatnonzero(~sep & next_sep) + 1             # exclusive
+    tline = np.searchsorted(nl, tstart)                   # 0-based line of each token
+    first = np.ones(tstart.size, bool)
+    first[1:] = tline[1:] != tline[:-1]
+    colons = np.flatnonzero(u == 58)
+    ctok = np.searchsorted(tstart, colons, side="right") - 1
+    ncolon = np.bincount(ctok, minlength=tstart.size)
+
+    def fail(t: int, why: str) -> ClientError:
+        text = data[tstart[t]:tend[t]].decode("utf-8", "replace")
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return ClientError(f"{source}: line {first_line + int(tline[t])}: token {shown!r} {why}")
+
+    bad = np.flatnonzero(np.where(first, ncolon > 1, ncolon != 1))
+    if bad.size:
+        t = int(bad[0])
+        raise fail(t, "is not '<label>[:<weight>]'" if first[t] else "is not '<index>:<value>'")
+    edge = (tstart[ctok] == colons) | (tend[ctok] == colons + 1)
+    if edge.any():
+        t = int(ctok[np.flatnonzero(edge)[0]])
+        raise fail(t, "has an empty part around ':'")
+    text = data.translate(_SPACE_TABLE)
+    want = tstart.size + colons.size
+    try:
+        nums = np.fromstring(text, dtype=np.float64, sep=" ")
+    except ValueError:
+        nums = None
+    if nums is None or nums.size != want:
+        raise _find_bad_number(data, tstart, tend, fail)
+    pos = np.cumsum(ncolon + 1) - (ncolon + 1)          # first number of each token
+    feat = ~first
+    idx = nums[pos[feat]]
+    val = nums[pos[feat] + 1]
+    labels = nums[pos[first]].astype(np.float32)
+    weighted = first & (ncolon == 1)
+    weights = None
+    if weighted.any():
+        weights = np.ones(labels.size, np.float32)
+        weights[np.flatnonzero(weighted[first])] = nums[pos[weighted] + 1]
+    ftok = np.flatnonzero(feat)
+    nonint = np.flatnonzero((idx != np.floor(idx)) | (idx < 0) | (idx >= 2**62))
+    if nonint.size:
+        raise fail(int(ftok[nonint[0]]), "has an index that is not a non-negative integer")
+    cols = idx.astype(np.int64)
+    shifted = False
+    if zero_based == "auto":
+        shifted = bool(cols.size) and int(cols.min()) >= 1
+    elif not zero_based:
+        zero = np.flatnonzero(cols == 0)
+        if zero.size:
+            raise fail(int(ftok[zero[0]]), "has index 0, but indices were declared 1-based")
+        shifted = True
+    if shifted:
+        cols = cols - 1
+    row = np.cumsum(first)[feat] - 1                     # row of each feature token
+    n = labels.size
+    counts = np.bincount(row, minlength=n)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    width = int(cols.max()) + 1 if cols.size else 0
+    feats = sp.csr_matrix((val.astype(np.float32), cols, indptr), shape=(n, width))
+    return Batch(feats, labels, weights), shifted
+
+
+def _find_bad_number(data, tstart, tend, fail) -> ClientError:
+    for t in range(tstart.size):
+        for part in data[tstart[t]:tend[t]].split(b":"):
+            try:
+                float(part)
+            except ValueError:
+                return fail(t, "holds something that is not a number")
+            if b"_" in part:
+                return fail(t, "holds something that is not a number")
+    return ClientError("cannot parse LibSVM data")
+
+
+class LibSVMDecoder:
+    media_type = LIBSVM
+    allowed_params: frozenset[str] = frozenset()
+
+    def decode(self, data: bytes, media: MediaType, *, default_label_size: int = 1,
+               source: str = "request body", zero_based: ZeroBased = "auto") -> Batch:
+        check_params(media, self.allowed_params)
+        return parse_libsvm(data, zero_based=zero_based, source=source)[0]
+
+    def iter_batches(self, stream: BinaryIO, media: MediaType, *, default_label_size: int = 1,
+                     batch_size: int = 1000, source: str = "input", zero_based: ZeroBased = "auto",
+                     chunk_size: int = 1 << 20) -> Iterator[Batch]:
+        check_params(media, self.allowed_params)
+        rows = RowBuffer(batch_size)
+        line = 1
+        for block in iter_line_blocks(stream, chunk_size):
+            batch, shifted = parse_libsvm(block, zero_based=zero_based, source=source, first_line=line)
+            if zero_based == "auto" and batch.num_features:
+                zero_based = not shifted   # settled by the first data, kept for the rest
+            rows.add(batch)
+            line += block.count(b"\n")
+            yield from rows.full_batches()
+        yield from rows.rest()
+

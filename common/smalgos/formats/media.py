@@ -1,0 +1,160 @@
+"""MIME types as SageMaker sends them: `Content-Type` and `Accept` header parsing.
+
+`parse_media_type("text/csv; label_size=0")` gives ``MediaType("text/csv", {"label_size": "0"})``.
+Types and parameter names are lower-cased, quoted parameter values unquoted, and the aliases
+people use in the wild mapped to one canonical name (`ALIASES`). Which parameters a type may
+carry is the decoder's business (`check_params`), so that an unknown one is refused by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Collection, Mapping
+
+from smalgos.errors import ClientError, UnsupportedContentType
+
+CSV = "text/csv"
+LIBSVM = "text/libsvm"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+RECORDIO_PROTOBUF = "application/x-recordio-protobuf"
+
+#: Spellings seen in the wild → the canonical name the registries use.
+ALIASES: dict[str, str] = {
+    "text/x-libsvm": LIBSVM,
+    "application/x-jsonlines": JSONLINES,
+    "application/jsonl": JSONLINES,
+}
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TYPE_RE = re.compile(rf"^({_TOKEN})/({_TOKEN})$")
+_PARAM_RE = re.compile(rf'^\s*({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")\s*$')
+
+
+@dataclass(frozen=True)
+class MediaType:
+    """A parsed media type: `type` is ``"<type>/<subtype>"`` lower-cased, `params` lower-cased keys."""
+
+    type: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return "; ".join([self.type] + [f"{k}={v}" for k, v in self.params.items()])
+
+    def __hash__(self) -> int:  # params is a dict: hash on the sorted items
+        return hash((self.type, tuple(sorted(self.params.items()))))
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.type.endswith("/*")
+
+    def matches(self, concrete: str) -> bool:
+        """True if `concrete` (``"text/csv"``) is this type or falls under its wildcard."""
+        if self.type == "*/*":
+            return True
+        if self.is_wildcard:
+            return concrete.split("/", 1)[0] == self.type.split("/", 1)[0]
+        return self.type == concrete
+
+
+def parse_media_type(header: str, *, aliases: Mapping[str, str] | None = None) -> MediaType:
+    """Parse one media type (``type/subtype; k=v; ...``); `ClientError` naming `header` on garbage.
+
+    `aliases` adds to `ALIASES` (e.g. XGBoost's bare ``csv`` or ``libsvm``); keys are lower-case.
+    """
+    if not isinstance(header, str):
+        raise ClientError(f"media type {header!r} is not a string")
+    parts = _split_params(header)
+    main = parts[0].strip().lower()
+    table = {**ALIASES, **(aliases or {})}
+    main = table.get(main, main)
+    if not _TYPE_RE.match(main):
+        raise ClientError(f"cannot parse media type {header!r}: expected 'type/subtype[; name=value]...'")
+    params: dict[str, str] = {}
+    for raw in parts[1:]:
+        if not raw.strip():
+            continue  # "text/csv;" is tolerated
+        m = _PARAM_RE.match(raw)
+        if not m:
+            raise ClientError(f"cannot parse parameter {raw.strip()!r} of media type {header!r}")
+        value = m.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[m.group(1).lower()] = value
+    return MediaType(main, params)
+
+
+def parse_accept(header: str | None, *, aliases: Mapping[str, str] | None = None) -> list[MediaType]:
+    """Parse an Accept header into its entries, order kept; q-values are tolerated and dropped.
+
+    A missing or blank header gives ``[]``; callers treat that like ``*/*``.
+    """
+    if header is None or not header.strip():
+        return []
+    out = []
+    for entry in _split_list(header):
+        if not entry.strip():
+            continue
+        mt = parse_media_type(entry, aliases=aliases)
+        params = {k: v for k, v in mt.params.items() if k != "q"}
+        out.append(MediaType(mt.type, params))
+    return out
+
+
+def check_params(media: MediaType, allowed: Collection[str]) -> None:
+    """Refuse any parameter not in `allowed` by name, and a charset other than UTF-8.
+
+    Both are `UnsupportedContentType` (a `ClientError`, HTTP 415): the body is in a variant of
+    the type that is not read.
+    """
+    for name, value in media.params.items():
+        if name not in allowed:
+            ok = ", ".join(sorted(allowed)) or "none"
+            raise UnsupportedContentType(f"unsupported parameter {name!r} in content type {str(media)!r} "
+                              f"(parameters accepted for {media.type}: {ok})")
+        if name == "charset" and value.strip().lower() not in ("utf-8", "utf8"):
+            raise UnsupportedContentType(f"unsupported charset {value!r} in content type {str(media)!r}: "
+                              "only utf-8 is read")
+
+
+def int_param(media: MediaType, name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer parameter such as ``label_size``, with a `ClientError` naming it when bad."""
+    raw = media.params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ClientError(f"parameter {name}={raw!r} of content type {str(media)!r} is not an integer") from None
+    if value < minimum:
+        raise ClientError(f"parameter {name}={value} of content type {str(media)!r} must be >= {minimum}")
+    return value
+
+
+def _split_params(header: str) -> list[str]:
+    return _split_outside_quotes(header, ";")
+
+
+def _split_list(header: str) -> list[str]:
+    return _split_outside_quotes(header, ",")
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
+    parts, cur, quoted, escaped = [], [], False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts

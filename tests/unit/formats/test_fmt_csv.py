@@ -1,0 +1,161 @@
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smalgos.errors import ClientError, UnsupportedContentType
+from smalgos.formats import CSVDecoder, CSVEncoder, Predictions, parse_csv, parse_media_type
+from smalgos.formats.csv import LARGE_BODY
+
+DEC = CSVDecoder()
+
+
+def _decode(data, header="text/csv", default=1, source="request body"):
+    return DEC.decode(data, parse_media_type(header), default_label_size=default, source=source)
+
+
+def test_label_columns_come_first_default_and_param():
+    data = b"1,2,3,4\n5,6,7,8\n"
+    b = _decode(data)
+    np.testing.assert_array_equal(b.labels, [1, 5])
+    np.testing.assert_array_equal(b.features, [[2, 3, 4], [6, 7, 8]])
+    b = _decode(data, "text/csv; label_size=0")
+    assert b.labels is None and b.features.shape == (2, 4)
+    b = _decode(data, "text/csv;label_size=2")
+    np.testing.assert_array_equal(b.labels, [[1, 2], [5, 6]])
+    np.testing.assert_array_equal(b.features, [[3, 4], [7, 8]])
+    assert b.features.dtype == np.float32 and b.features.flags.c_contiguous
+
+
+def test_empty_fields_and_nan_text_are_nan():
+    b = parse_csv(b",1,,,2,\nnan,NaN,3,inf,-inf,4\n")
+    expected = np.array([[np.nan, 1, np.nan, np.nan, 2, np.nan],
+                         [np.nan, np.nan, 3, np.inf, -np.inf, 4]], np.float32)
+    np.testing.assert_array_equal(b.features, expected)
+
+
+def test_crlf_blank_lines_and_spaces_are_tolerated():
+    b = parse_csv(b"1, 2\r\n\r\n3 ,4\r\n\n\n")
+    np.testing.assert_array_equal(b.features, [[1, 2], [3, 4]])
+
+
+def test_single_line_without_newline_and_single_column():
+    np.testing.assert_array_equal(parse_csv(b"1.5,2").features, [[1.5, 2]])
+    np.testing.assert_array_equal(parse_csv(b"1\n2\n3").features, [[1], [2], [3]])
+
+
+def test_empty_body_is_zero_rows():
+    b = parse_csv(b"\n\n", label_size=1)
+    assert b.features.shape == (0, 0) and len(b) == 0
+
+
+def test_ragged_line_names_line_and_counts():
+    with pytest.raises(ClientError) as e:
+        _decode(b"1,2,3\n4,5,6\n\n7,8\n", source="train/a.csv")
+    assert e.value.message == ("train/a.csv: line 4 has 2 columns, but line 1 has 3 (every line must "
+                               "have the same number of fields)")
+
+
+def test_non_numeric_field_names_line_and_column():
+    with pytest.raises(ClientError) as e:
+        _decode(b"1,2,3\n4,5,abc\n")
+    assert e.value.message == "request body: line 2, column 3: 'abc' is not a number"
+
+
+def test_header_row_is_refused():
+    with pytest.raises(ClientError, match="line 1, column 1: 'label' is not a number"):
+        _decode(b"label,f1\n1,2\n")
+
+
+def test_unicode_garbage():
+    with pytest.raises(ClientError) as e:
+        _decode(b"1,2\n\xff\xfe,3\n")
+    assert e.value.message == "request body: line 2, column 1: '\ufffd\ufffd' is not a number"
+
+
+def test_label_size_leaving_no_features():
+    with pytest.raises(ClientError, match=r"line 1: 2 columns, but label_size=2 leaves no feature"):
+        _decode(b"1,2\n", "text/csv; label_size=2")
+
+
+def test_bad_params():
+    with pytest.raises(ClientError, match="label_size='one'"):
+        _decode(b"1,2\n", "text/csv; label_size=one")
+    with pytest.raises(UnsupportedContentType, match="unsupported parameter 'header'"):
+        _decode(b"1,2\n", "text/csv; header=absent")
+
+
+def test_matches_pandas_on_random_data():
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((300, 9)) * 10.0 ** rng.integers(-5, 6, (300, 9))).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    text = pd.DataFrame(X).to_csv(header=False, index=False, float_format="%.9g").encode()
+    ref = pd.read_csv(io.BytesIO(text), header=None, dtype=np.float32).to_numpy()
+    np.testing.assert_array_equal(parse_csv(text).features, ref)
+    np.testing.assert_array_equal(parse_csv(text).features, X)
+
+
+@pytest.mark.parametrize("piece,chunk", [(3, 16), (1000, 64)])
+def test_iter_batches_through_a_pipe_equals_whole_decode(pipe_feed, piece, chunk):
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 1000, (53, 4)).astype(np.float32) / 8
+    text = "\n".join(",".join(map(str, row)) for row in X.tolist()).encode() + b"\n\n"
+    with pipe_feed(text, piece=piece) as stream:
+        batches = list(DEC.iter_batches(stream, parse_media_type("text/csv"), default_label_size=1,
+                                        batch_size=10, source="train", chunk_size=chunk))
+    assert [len(b) for b in batches] == [10] * 5 + [3]
+    np.testing.assert_array_equal(np.concatenate([b.features for b in batches]), X[:, 1:])
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), X[:, 0])
+
+
+def test_streaming_errors_use_line_numbers_of_the_whole_stream(pipe_feed):
+    text = b"1,2,3\n" * 30 + b"\n4,5\n"
+    with pipe_feed(text, piece=7) as stream, pytest.raises(ClientError) as e:
+        list(DEC.iter_batches(stream, parse_media_type("text/csv"), default_label_size=1,
+                              batch_size=8, source="train_0", chunk_size=20))
+    assert e.value.message == ("train_0: line 32 has 2 columns, but the lines before have 3 (every "
+                               "line must have the same number of fields)")
+    text = b"1,2\n" * 30 + b"1,x\n"
+    with pipe_feed(text, piece=7) as stream, pytest.raises(ClientError) as e:
+        list(DEC.iter_batches(stream, parse_media_type("text/csv"), default_label_size=1,
+                              batch_size=8, source="train_0", chunk_size=20))
+    assert e.value.message == "train_0: line 31, column 2: 'x' is not a number"
+
+
+def test_encoder_one_line_per_record():
+    preds = Predictions({"predicted_label": np.array([1, 0]),
+                         "score": np.array([0.3, 0.7], np.float32),
+                         "probs": np.array([[0.1, np.nan], [1e-7, 2.5e10]], np.float32)})
+    assert CSVEncoder().encode(preds) == b"1.0,0.3,0.1,nan\n0.0,0.7,1e-07,25000000000.0\n"
+    assert CSVEncoder().encode(Predictions({"score": np.zeros(0)})) == b""
+
+
+# -- large bodies take pandas' C parser: the same answers and the same messages ------------------
+
+def _large(rows: int = 20000) -> tuple[np.ndarray, bytes]:
+    x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4) / 8
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in x).encode() + b"\n"
+    assert len(body) >= LARGE_BODY
+    return x, body
+
+
+def test_large_body_parses_like_a_small_one():
+    x, body = _large()
+    b = parse_csv(body, label_size=1)
+    np.testing.assert_array_equal(b.labels, x[:, 0])
+    np.testing.assert_array_equal(b.features, x[:, 1:])
+
+
+@pytest.mark.parametrize("line, fragment", [
+    (b"1,2,3", "line 10001 has 3 columns, but line 1 has 4"),
+    (b"1,2,3,4,5", "line 10001 has 5 columns, but line 1 has 4"),
+    (b"1,2,x,4", "line 10001, column 3: 'x' is not a number"),
+])
+def test_large_body_faults_are_named(line, fragment):
+    _, body = _large()
+    lines = body.split(b"\n")
+    lines[10000] = line
+    with pytest.raises(ClientError, match=re.escape(fragment)):
+        parse_csv(b"\n".join(lines), source="big.csv")
