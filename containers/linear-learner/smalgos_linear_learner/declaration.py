@@ -1,0 +1,195 @@
+"""Linear Learner (`linear-learner:1`) as SageMaker declares it: hyperparameters, channels, metrics.
+
+Sources: AWS Developer Guide `ll_hyperparameters`, `linear-learner-tuning`, `LL-in-formats`; the
+SageMaker Python SDK's `LinearLearner`; default configurations and metric lines in public job logs
+(see /work/shared/spec/algorithms-tabular.md §2). Standard library only.
+
+Serving Accept: JSON (default), JSON Lines and recordIO-protobuf. `text/csv` is *not* offered:
+AWS documents that Linear Learner writes no CSV, and its image silently answered a CSV Accept with
+JSON (aws/sagemaker-python-sdk#993). We follow the documented contract rather than the silent
+fallback: a `text/csv`-only Accept gets 406 naming the supported types, while `text/csv, */*`
+or a missing Accept gets JSON.
+"""
+
+from __future__ import annotations
+
+from smalgos.declaration import (
+    AUTO, CPU, FILE, GPU, MAXIMIZE, MINIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float,
+    FloatOrChoice, Hyperparameters, Integer, Interval, Metric, Serving, String,
+)
+from smalgos.errors import ClientError
+
+PREDICTOR_TYPES = ("binary_classifier", "multiclass_classifier", "regressor")
+LOSSES = ("auto", "logistic", "squared_loss", "absolute_loss", "hinge_loss", "eps_insensitive_squared_loss",
+          "eps_insensitive_absolute_loss", "quantile_loss", "huber_loss", "softmax_loss")
+LOSSES_BY_PREDICTOR = {
+    "binary_classifier": ("auto", "logistic", "hinge_loss"),
+    "multiclass_classifier": ("auto", "softmax_loss"),
+    "regressor": ("auto", "squared_loss", "absolute_loss", "eps_insensitive_squared_loss",
+                  "eps_insensitive_absolute_loss", "quantile_loss", "huber_loss"),
+}
+SELECTION_CRITERIA = ("accuracy", "f_beta", "precision_at_target_recall", "recall_at_target_precision",
+                      "loss_function", "f1", "cross_entropy_loss")
+
+POSITIVE = Interval(0, None, low_inclusive=False)
+NON_NEGATIVE = Interval(0, None)
+AT_LEAST_ONE = Interval(1, None)
+UNIT_OPEN = Interval(0, 1, low_inclusive=False, high_inclusive=False)
+UNIT_RIGHT_OPEN = Interval(0, 1, high_inclusive=False)
+
+
+def _check_num_classes(hp: dict) -> None:
+    if hp["predictor_type"] == "multiclass_classifier":
+        n = hp.get("num_classes")
+        if n is None or n < 3:
+            raise ClientError(
+                "Hyperparameter num_classes is required and must be at least 3 when predictor_type is "
+                f"multiclass_classifier (got {n if n is not None else 'none'})")
+
+
+def _check_loss(hp: dict) -> None:
+    allowed = LOSSES_BY_PREDICTOR[hp["predictor_type"]]
+    if hp["loss"] not in allowed:
+        raise ClientError(
+            f"Hyperparameter loss: {hp['loss']!r} is not allowed when predictor_type is "
+            f"{hp['predictor_type']} (allowed: {', '.join(allowed)})")
+
+
+HYPERPARAMETERS = Hyperparameters(
+    params=(
+        Categorical("predictor_type", required=True, choices=PREDICTOR_TYPES,
+                    doc="binary_classifier, multiclass_classifier or regressor"),
+        Integer("num_classes", default=None, range=Interval(1, 1_000_000),
+                doc="number of classes, >= 3; required iff predictor_type is multiclass_classifier"),
+        Integer("feature_dim", default=AUTO, allow_auto=True, range=AT_LEAST_ONE,
+                doc="number of features; auto: taken from the data"),
+        Integer("mini_batch_size", default=1000, range=AT_LEAST_ONE),
+        Integer("epochs", default=15, range=AT_LEAST_ONE, doc="maximum passes over the data"),
+        Integer("accuracy_top_k", default=3, range=Interval(1, 1_000_000),
+                doc="k of the multiclass top-k accuracy metric"),
+        Boolean("balance_multiclass_weights", default=False,
+                doc="weigh classes by inverse frequency in a training sample (multiclass)"),
+        Float("beta_1", default=AUTO, allow_auto=True, range=UNIT_RIGHT_OPEN, doc="adam; auto: 0.9"),
+        Float("beta_2", default=AUTO, allow_auto=True, range=UNIT_RIGHT_OPEN, doc="adam; auto: 0.999"),
+        Float("bias_lr_mult", default=AUTO, allow_auto=True, range=POSITIVE, doc="auto: 10"),
+        Float("bias_wd_mult", default=AUTO, allow_auto=True, range=NON_NEGATIVE, doc="auto: 0"),
+        Categorical("binary_classifier_model_selection_criteria", default="accuracy",
+                    choices=SELECTION_CRITERIA),
+        Integer("early_stopping_patience", default=3, range=AT_LEAST_ONE),
+        Float("early_stopping_tolerance", default=0.001, range=POSITIVE),
+        Float("f_beta", default=1.0, range=POSITIVE),
+        Float("huber_delta", default=1.0, range=POSITIVE),
+        Float("init_bias", default=0.0),
+        Categorical("init_method", default="uniform", choices=("uniform", "normal")),
+        Float("init_scale", default=0.07, range=POSITIVE, doc="uniform init range [-scale, scale]"),
+        Float("init_sigma", default=0.01, range=POSITIVE, doc="normal init standard deviation"),
+        Float("l1", default=AUTO, allow_auto=True, range=NON_NEGATIVE, doc="L1 penalty; auto: searched"),
+        Float("learning_rate", default=AUTO, allow_auto=True, range=POSITIVE, doc="auto: searched"),
+        Categorical("loss", default=AUTO, choices=LOSSES),
+        Float("loss_insensitivity", default=0.01, range=POSITIVE, doc="epsilon of eps-insensitive losses"),
+        Float("lr_scheduler_factor", default=AUTO, allow_auto=True,
+              range=Interval(0, 1, low_inclusive=False), doc="auto: 0.99"),
+        Float("lr_scheduler_minimum_lr", default=AUTO, allow_auto=True, range=POSITIVE, doc="auto: 1e-5"),
+        Integer("lr_scheduler_step", default=AUTO, allow_auto=True, range=AT_LEAST_ONE, doc="auto: 100"),
+        Float("margin", default=1.0, range=NON_NEGATIVE, doc="hinge_loss margin"),
+        Float("momentum", default=AUTO, allow_auto=True, range=UNIT_RIGHT_OPEN, doc="sgd; auto: 0"),
+        Boolean("normalize_data", default=True, allow_auto=True),
+        Boolean("normalize_label", default=AUTO, allow_auto=True, doc="auto: on for regressors only"),
+        Integer("num_calibration_samples", default=AUTO, allow_auto=True, range=AT_LEAST_ONE,
+                doc="validation records used for threshold calibration; auto: 10,000,000"),
+        Integer("num_models", default=AUTO, allow_auto=True, range=AT_LEAST_ONE,
+                doc="models trained in parallel; auto: the search grid, at most 32"),
+        Integer("num_point_for_scaler", default=10000, range=AT_LEAST_ONE),
+        Categorical("optimizer", default=AUTO, choices=("auto", "sgd", "adam", "rmsprop"), doc="auto: adam"),
+        FloatOrChoice("positive_example_weight_mult", default=1.0, range=POSITIVE, choices=("balanced", AUTO),
+                      doc="binary only: float > 0, balanced (#neg/#pos) or auto (searched)"),
+        Float("quantile", default=0.5, range=UNIT_OPEN),
+        Float("target_precision", default=0.8, range=UNIT_OPEN),
+        Float("target_recall", default=0.8, range=UNIT_OPEN),
+        Boolean("unbias_data", default=AUTO, allow_auto=True, doc="auto: on when use_bias"),
+        Boolean("unbias_label", default=AUTO, allow_auto=True, doc="auto: on for regressors when use_bias"),
+        Boolean("use_bias", default=True),
+        Boolean("use_lr_scheduler", default=True),
+        Float("wd", default=AUTO, allow_auto=True, range=NON_NEGATIVE, doc="L2 penalty; auto: searched"),
+        # Set by automatic model tuning; a non-empty value forces num_models to 1 as in AWS's image.
+        String("_tuning_objective_metric", default="", doc="set by HPO; forces num_models=1"),
+    ),
+    validators=(_check_num_classes, _check_loss),
+    accept_unknown=("force_dense",),
+)
+
+CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
+CHANNELS = (
+    Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
+            doc="training data; label in CSV column 0 or recordIO label 'values'"),
+    Channel("validation", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
+            doc="early stopping, model selection and threshold calibration"),
+    Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE), doc="scored once at the end"),
+)
+
+
+def _q(channel: str, token: str, kind: str, epoch: bool = False) -> str:
+    where = r"epoch=\S+, " if epoch else ""
+    return r"#quality_metric: host=\S+, " + where + f"{channel} {token} <{kind}>=" + r"(\S+)"
+
+
+def _metrics() -> tuple[Metric, ...]:
+    out = [
+        Metric("train:objective_loss", MINIMIZE, _q("train", r"\S+_objective", "loss", epoch=True), tunable=False),
+        Metric("train:objective_loss:final", MINIMIZE, _q("train", r"\S+_objective", "loss"), tunable=False),
+        Metric("validation:objective_loss", MINIMIZE, _q("validation", r"\S+_objective", "loss", epoch=True)),
+        Metric("validation:objective_loss:final", MINIMIZE, _q("validation", r"\S+_objective", "loss")),
+        Metric("test:objective_loss", MINIMIZE, _q("test", r"\S+_objective", "loss")),
+    ]
+    scores = (
+        ("binary_classification_accuracy", "binary_classification_accuracy"),
+        ("binary_f_beta", r"binary_f_\S+"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("roc_auc_score", "roc_auc_score"),
+        ("multiclass_accuracy", "multiclass_accuracy"),
+        ("multiclass_top_k_accuracy", r"multiclass_top_k_accuracy_\S+"),
+        ("macro_precision", "macro_precision"),
+        ("macro_recall", "macro_recall"),
+        ("macro_f_beta", r"macro_f_\S+"),
+        ("dcg", "dcg"),
+    )
+    for channel in ("validation", "test"):
+        for name, token in scores:
+            out.append(Metric(f"{channel}:{name}", MAXIMIZE, _q(channel, token, "score")))
+        for name in ("mse", "absolute_loss"):
+            out.append(Metric(f"{channel}:{name}", MINIMIZE, _q(channel, name, "loss")))
+        out.append(Metric(f"{channel}:rmse", MINIMIZE, _q(channel, "rmse", "loss"), tunable=channel == "validation"))
+        # newer images also print these; not tunable in AWS's list
+        out.append(Metric(f"{channel}:multiclass_balanced_accuracy", MAXIMIZE,
+                          _q(channel, "multiclass_balanced_accuracy", "score"), tunable=False))
+        out.append(Metric(f"{channel}:multiclass_log_loss", MINIMIZE,
+                          _q(channel, "multiclass_log_loss", "score"), tunable=False))
+    for name, token in scores[:4]:  # the console also lists train-channel binary metrics
+        out.append(Metric(f"train:{name}", MAXIMIZE, _q("train", token, "score"), tunable=False))
+    out += [
+        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
+        Metric("train:throughput", MAXIMIZE,
+               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
+    ]
+    return tuple(out)
+
+
+ALGORITHM = Algorithm(
+    name="linear-learner",
+    hyperparameters=HYPERPARAMETERS,
+    channels=CHANNELS,
+    metrics=_metrics(),
+    trainer="smalgos_linear_learner.train:train",
+    model_loader="smalgos_linear_learner.serve:load_model",
+    serving=Serving(
+        content_types=("text/csv", "application/json", "application/jsonlines",
+                       "application/x-recordio-protobuf"),
+        accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf"),
+        default_accept="application/json",
+    ),
+    variants=(CPU, GPU),
+    supervised=True,
+    doc="Linear models for binary/multiclass classification and regression, many trained in parallel, "
+        "with model selection and binary threshold calibration.",
+)

@@ -1,0 +1,260 @@
+"""Quality metrics of Linear Learner, under the names AWS prints them.
+
+Two parts:
+
+* `calibrate`: binary threshold calibration, vectorised over models (torch). For every model it
+  sorts the scores, walks every distinct cut point and returns the best value of the selection
+  criterion and the threshold that reaches it. A record is predicted positive when
+  `score >= threshold`; thresholds sit half-way between two neighbouring distinct scores.
+* Streaming accumulators (numpy) for the final metrics of one model on one channel:
+  `BinaryMetrics`, `MulticlassMetrics`, `RegressionMetrics`. Feed them batch by batch and read
+  `result()`, a dict from AWS's metric token (`binary_classification_accuracy`, `binary_f_1.000`,
+  `multiclass_top_k_accuracy_3`, `mse`, ...) to value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+THRESHOLD_CRITERIA = ("accuracy", "f_beta", "f1", "precision_at_target_recall", "recall_at_target_precision")
+LOSS_CRITERIA = ("loss_function", "cross_entropy_loss")
+
+_CHUNK_ELEMENTS = 1 << 25  # bounds calibration memory: (n + 1) x models-per-chunk
+
+
+def criterion_token(criterion: str) -> str:
+    """How the early-stopping line names the criterion (AWS prints `sampled_accuracy`)."""
+    return "sampled_" + criterion
+
+
+def calibrate(scores: torch.Tensor, labels: torch.Tensor, criterion: str, *, beta: float = 1.0,
+              target_recall: float = 0.8, target_precision: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Best value of a threshold criterion per model, and the threshold reaching it.
+
+    scores: (n, M) float; labels: (n,) float in {0, 1}. Returns (values (M,), thresholds (M,)) as
+    float64 numpy arrays; values are "higher is better".
+    """
+    if criterion not in THRESHOLD_CRITERIA:
+        raise ValueError(f"not a threshold criterion: {criterion}")
+    if criterion == "f1":
+        criterion, beta = "f_beta", 1.0
+    n, m = scores.shape
+    if n == 0:
+        return np.zeros(m), np.zeros(m)
+    step = max(1, _CHUNK_ELEMENTS // (n + 1))
+    values, thresholds = [], []
+    for start in range(0, m, step):
+        v, t = _calibrate_chunk(scores[:, start:start + step], labels, criterion, beta,
+                                target_recall, target_precision)
+        values.append(v)
+        thresholds.append(t)
+    return np.concatenate(values), np.concatenate(thresholds)
+
+
+def _calibrate_chunk(scores, labels, criterion, beta, target_recall, target_precision):
+    n, m = scores.shape
+    s, order = torch.sort(scores.float(), dim=0, descending=True, stable=True)
+    ys = labels.float()[order]  # (n, m)
+    zero = torch.zeros(1, m, dtype=torch.float64, device=scores.device)
+    tp = torch.cat([zero, ys.double().cumsum(0)])  # k records predicted positive, k = 0..n
+    fp = torch.cat([zero, (1.0 - ys).double().cumsum(0)])
+    pos = tp[-1]  # (m,)
+    neg = n - pos
+    # cut k is reachable by a threshold only between two distinct scores
+    valid = torch.ones(n + 1, m, dtype=torch.bool, device=scores.device)
+    if n > 1:
+        valid[1:n] = s[:-1] > s[1:]
+    predicted = tp + fp
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = tp / pos.clamp(min=1)
+    neg_inf = torch.tensor(-math.inf, dtype=torch.float64, device=scores.device)
+    if criterion == "accuracy":
+        value = (tp + (neg - fp)) / n
+    elif criterion == "f_beta":
+        b2 = beta * beta
+        denom = b2 * precision + recall
+        value = torch.where(denom > 0, (1 + b2) * precision * recall / denom.clamp(min=1e-300),
+                            torch.zeros_like(tp))
+    elif criterion == "precision_at_target_recall":
+        value = torch.where(recall >= target_recall, precision, neg_inf)
+    else:  # recall_at_target_precision
+        value = torch.where(precision >= target_precision, recall, neg_inf)
+    value = torch.where(valid, value, neg_inf)
+    best = value.argmax(0)
+    best_value = value.gather(0, best.view(1, -1)).squeeze(0)
+    unreachable = torch.isinf(best_value)
+    if unreachable.any():  # no cut meets the target: fall back to the most precise cut, value 0
+        fallback = torch.where(valid, precision, neg_inf).argmax(0)
+        best = torch.where(unreachable, fallback, best)
+        best_value = torch.where(unreachable, torch.zeros_like(best_value), best_value)
+    # threshold for cut k: above every score when k = 0, the last score when k = n, else midpoint
+    sd = s.double()
+    hi = sd.gather(0, (best - 1).clamp(min=0).view(1, -1)).squeeze(0)
+    lo = sd.gather(0, best.clamp(max=n - 1).view(1, -1)).squeeze(0)
+    thr = (hi + lo) / 2
+    thr = torch.where(best == n, lo, thr)
+    top = sd[0]
+    above = top + torch.maximum(top.abs(), torch.ones_like(top)) * 1e-6
+    thr = torch.where(best == 0, above, thr)
+    return best_value.cpu().numpy(), thr.cpu().numpy()
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve (ties count one half); None when only one class is present."""
+    labels = np.asarray(labels) > 0.5
+    pos = int(labels.sum())
+    neg = labels.size - pos
+    if pos == 0 or neg == 0:
+        return None
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def f_token(prefix: str, beta: float) -> str:
+    """AWS writes the F-score's beta with three decimals: `binary_f_1.000`, `macro_f_0.500`."""
+    return f"{prefix}_f_{beta:.3f}"
+
+
+class _Objective:
+    def __init__(self, objective: str):
+        self.objective = objective
+        self.loss_sum = 0.0
+        self.count = 0
+
+    def add_loss(self, losses: np.ndarray) -> None:
+        self.loss_sum += float(np.sum(losses, dtype=np.float64))
+        self.count += int(np.size(losses))
+
+    def objective_value(self) -> float:
+        return self.loss_sum / max(self.count, 1)
+
+
+class BinaryMetrics(_Objective):
+    def __init__(self, objective: str, threshold: float, beta: float):
+        super().__init__(objective)
+        self.threshold = threshold
+        self.beta = beta
+        self.scores: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+
+    def update(self, scores: np.ndarray, labels: np.ndarray, losses: np.ndarray) -> None:
+        self.add_loss(losses)
+        self.scores.append(np.asarray(scores, dtype=np.float32))
+        self.labels.append(np.asarray(labels, dtype=np.float32))
+
+    def result(self) -> dict:
+        if not self.scores:
+            return {}
+        s = np.concatenate(self.scores)
+        y = np.concatenate(self.labels) > 0.5
+        pred = s >= self.threshold
+        tp = float(np.sum(pred & y))
+        fp = float(np.sum(pred & ~y))
+        fn = float(np.sum(~pred & y))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        b2 = self.beta ** 2
+        f = (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
+        out = {
+            self.objective: self.objective_value(),
+            "binary_classification_accuracy": float(np.mean(pred == y)),
+            f_token("binary", self.beta): f,
+            "precision": precision,
+            "recall": recall,
+        }
+        auc = roc_auc(s, y)
+        if auc is not None:
+            out["roc_auc_score"] = auc
+        return out
+
+
+class MulticlassMetrics(_Objective):
+    def __init__(self, objective: str, num_classes: int, top_k: int, beta: float):
+        super().__init__(objective)
+        self.num_classes = num_classes
+        self.top_k = top_k
+        self.beta = beta
+        self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.top_k_hits = 0
+        self.dcg_sum = 0.0
+        self.log_loss_sum = 0.0
+        self.n = 0
+
+    def update(self, probabilities: np.ndarray, labels: np.ndarray, losses: np.ndarray) -> None:
+        self.add_loss(losses)
+        y = np.asarray(labels).astype(np.int64)
+        p = np.asarray(probabilities, dtype=np.float64)
+        pred = p.argmax(1)
+        np.add.at(self.confusion, (y, pred), 1)
+        p_true = p[np.arange(len(y)), y]
+        rank = 1 + np.sum(p > p_true[:, None], axis=1)  # 1-based rank of the true class
+        self.top_k_hits += int(np.sum(rank <= self.top_k))
+        self.dcg_sum += float(np.sum(1.0 / np.log2(1.0 + rank)))
+        self.log_loss_sum += float(-np.sum(np.log(np.clip(p_true, 1e-15, 1.0))))
+        self.n += len(y)
+
+    def result(self) -> dict:
+        if self.n == 0:
+            return {}
+        c = self.confusion.astype(np.float64)
+        support = c.sum(1)
+        predicted = c.sum(0)
+        diag = np.diag(c)
+        present = support > 0
+        recall = np.divide(diag, support, out=np.zeros_like(diag), where=support > 0)
+        precision = np.divide(diag, predicted, out=np.zeros_like(diag), where=predicted > 0)
+        b2 = self.beta ** 2
+        denom = b2 * precision + recall
+        f = np.divide((1 + b2) * precision * recall, denom, out=np.zeros_like(diag), where=denom > 0)
+        macro_recall = float(recall[present].mean())
+        return {
+            self.objective: self.objective_value(),
+            "multiclass_accuracy": float(diag.sum() / self.n),
+            f"multiclass_top_k_accuracy_{self.top_k}": self.top_k_hits / self.n,
+            "dcg": self.dcg_sum / self.n,
+            "macro_recall": macro_recall,
+            "macro_precision": float(precision[present].mean()),
+            f_token("macro", self.beta): float(f[present].mean()),
+            "multiclass_balanced_accuracy": macro_recall,
+            "multiclass_log_loss": self.log_loss_sum / self.n,
+        }
+
+
+class RegressionMetrics(_Objective):
+    def __init__(self, objective: str):
+        super().__init__(objective)
+        self.se = 0.0
+        self.ae = 0.0
+        self.n = 0
+
+    def update(self, predictions: np.ndarray, labels: np.ndarray, losses: np.ndarray) -> None:
+        self.add_loss(losses)
+        e = np.asarray(labels, dtype=np.float64) - np.asarray(predictions, dtype=np.float64)
+        self.se += float(np.sum(e * e))
+        self.ae += float(np.sum(np.abs(e)))
+        self.n += e.size
+
+    def result(self) -> dict:
+        if self.n == 0:
+            return {}
+        mse = self.se / self.n
+        return {
+            self.objective: self.objective_value(),
+            "mse": mse,
+            "rmse": math.sqrt(mse),
+            "absolute_loss": self.ae / self.n,
+        }
+
+
+# Which metrics are minimised: the rest are maximised (`<loss>` versus `<score>` in the log line).
+# AWS prints multiclass_log_loss as a <score>; we follow the log.
+LOSS_METRICS = ("mse", "rmse", "absolute_loss")
+
+
+def metric_kind(name: str) -> str:
+    return "loss" if name.endswith("_objective") or name in LOSS_METRICS else "score"

@@ -1,0 +1,97 @@
+"""Glue between the training spine (`smalgos.training.TrainingJob`) and the maths in `model.py`.
+
+Reads the channels as epoch sources (one call of `ChannelInput.batches` per pass, so File mode
+re-reads the files and Pipe mode opens the next FIFO), trains, prints AWS's metric lines, writes
+the model (master host only) and scores the validation and test channels with the final model.
+
+Lines printed, in AWS's shapes (spec §1.3, §2.4):
+    #quality_metric: host=algo-1, epoch=0, train mse_objective <loss>=...        every epoch
+    #quality_metric: host=algo-1, epoch=0, validation mse_objective <loss>=...   every epoch
+    #early_stopping_criteria_metric: host=algo-1, epoch=0, criteria=sampled_accuracy, value=...
+    #progress_metric / #throughput_metric                                        every epoch
+    #quality_metric: host=algo-1, train|validation|test <metric> <loss|score>=... final model
+    #validation_score (algo-1) : ('<metric>', v)   /   #test_score (algo-1) : ('<metric>', v)
+Per-epoch values are those of the best of the parallel models.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .evaluation import metric_kind
+from .model import EVAL_BLOCK, EpochReport, LinearLearner
+
+
+def train(job) -> None:
+    started = time.time()
+    hp = dict(job.hyperparameters)
+    log = job.log
+    if hp.get("_tuning_objective_metric"):
+        log.info("Automatic model tuning (objective %s): training one model (num_models=1)",
+                 hp["_tuning_objective_metric"])
+        hp["num_models"] = 1
+    resources = job.resources
+    if len(resources.hosts) > 1:
+        log.warning("Multi-host training: each host trains on the data it receives; the model of the "
+                    "master host (%s) is the job's model", resources.hosts[0])
+
+    estimator = LinearLearner.from_hyperparameters(hp)
+    mini_batch = int(hp["mini_batch_size"])
+    train_ch = job.channels["train"]
+    val_ch = job.channels.get("validation")
+    test_ch = job.channels.get("test")
+    train_source = lambda: train_ch.batches(mini_batch)  # noqa: E731
+    val_source = (lambda: val_ch.batches(max(mini_batch, EVAL_BLOCK))) if val_ch is not None else None
+
+    metrics = job.metrics
+    host = metrics.host
+
+    def on_epoch(r: EpochReport) -> None:
+        metrics.quality("train", r.objective, r.best_train_loss, "loss", epoch=r.epoch)
+        if r.validation_loss is not None:
+            metrics.quality("validation", r.objective, r.best_validation_loss, "loss", epoch=r.epoch)
+        log.info("#early_stopping_criteria_metric: host=%s, epoch=%d, criteria=%s, value=%r",
+                 host, r.epoch, r.criterion, r.best_value)
+        if r.improved:
+            log.info("Epoch %d: Loss improved. Updating best model", r.epoch)
+        else:
+            log.info("Epoch %d: Loss has not improved by more than the tolerance", r.epoch)
+        metrics.progress(100.0 * (r.epoch + 1) / r.epochs)
+        if r.seconds > 0:
+            metrics.throughput(r.records / r.seconds)
+        if r.stop:
+            log.info("Early stop condition met. Stopping training.")
+
+    estimator.fit_stream(train_source, val_source, callback=on_epoch, should_stop=job.should_stop,
+                         checkpoint_dir=job.checkpoint_dir)
+    trained = time.time()
+    if job.should_stop():
+        log.warning("Stopped before the last epoch: saving the best model so far")
+
+    if resources.is_master:
+        estimator.save(job.model_dir)
+        log.info("Saved the model to %s", job.model_dir)
+    if job.should_stop():
+        return
+
+    _report(estimator, "train", lambda: train_ch.batches(max(mini_batch, EVAL_BLOCK)), metrics, summary=False)
+    if val_source is not None:
+        _report(estimator, "validation", val_source, metrics, summary=True)
+    if test_ch is not None:
+        _report(estimator, "test", lambda: test_ch.batches(max(mini_batch, EVAL_BLOCK)), metrics, summary=True)
+    else:
+        log.info("Test data is not provided.")
+    metrics.metrics_json("training", {
+        "epochs": float(estimator.epochs_trained_),
+        "update.time": 1e3 * (trained - started),
+        "totaltime": 1e3 * (time.time() - started),
+    }, start=started)
+
+
+def _report(estimator: LinearLearner, channel: str, source, metrics, summary: bool) -> None:
+    results = estimator.evaluate(source)
+    if summary:
+        for name, value in results.items():
+            metrics.score_summary(channel, name, value)
+    for name, value in results.items():
+        metrics.quality(channel, name, value, metric_kind(name))
