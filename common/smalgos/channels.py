@@ -17,7 +17,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from .config import ChannelConfig
 from .declaration import Channel
@@ -84,7 +84,9 @@ class ChannelInput:
     """One configured channel of a training job."""
 
     def __init__(self, declared: Channel, config: ChannelConfig, paths: Paths, default_label_size: int,
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False,
+                 aliases: Mapping[str, str] | None = None,
+                 decoder_options: Mapping[str, Mapping[str, Any]] | None = None):
         self.should_stop = should_stop
         self.name = declared.name
         self.declared = declared
@@ -93,8 +95,10 @@ class ChannelInput:
         self.default_label_size = default_label_size
         try:
             self.media: MediaType = parse_media_type(
-                config.content_type or declared.default_content_type or declared.content_types[0])
+                config.content_type or declared.default_content_type or declared.content_types[0],
+                aliases=aliases)
             self.decoder = get_decoder(self.media, allowed=declared.content_types)
+            self.decoder_options = dict((decoder_options or {}).get(self.media.type, {}))
         except ClientError as exc:
             raise type(exc)(f"Channel {self.name!r}: {exc.message}") from None
         self._next_pipe_epoch = 0
@@ -166,7 +170,7 @@ class ChannelInput:
             for source, stream in self.streams():
                 yield from self.decoder.iter_batches(
                     stream, self.media, default_label_size=self.default_label_size,
-                    batch_size=batch_size, source=source)
+                    batch_size=batch_size, source=source, **self.decoder_options)
 
         return rebatch(decoded(), batch_size)
 

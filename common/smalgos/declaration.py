@@ -350,6 +350,7 @@ class Serving:
     accepts: tuple[str, ...] = ("application/json", "application/jsonlines", "application/x-recordio-protobuf")
     default_accept: str = "application/json"
     json_root_key: str = "predictions"
+    empty_body_status: int = 400  # AWS's XGBoost answers an empty body with 204 No Content
 
     def describe(self) -> dict:
         return {"content_types": list(self.content_types), "accepts": list(self.accepts),
@@ -382,6 +383,11 @@ class Algorithm:
     serving: Serving = Serving()
     variants: tuple[str, ...] = (CPU, GPU)
     supervised: bool = True  # CSV channels carry a label column unless label_size says otherwise
+    # Extra spellings of content types this algorithm accepts (XGBoost: bare "csv", "libsvm").
+    content_type_aliases: Mapping[str, str] = field(default_factory=dict)
+    # Options passed to a content type's decoder, in training and serving alike
+    # (XGBoost: {"text/libsvm": {"zero_based": True}} — indices are column numbers as written).
+    decoder_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     doc: str = ""
 
     def channel(self, name: str) -> Channel | None:

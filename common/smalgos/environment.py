@@ -109,6 +109,7 @@ class ServingEnv:
     batch_strategy: str  # SAGEMAKER_BATCH_STRATEGY, MULTI_RECORD
     default_accept: str | None  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
     inference_output: str | None  # SAGEMAKER_INFERENCE_OUTPUT (XGBoost's selectable outputs)
+    ensemble: bool  # SAGEMAKER_INFERENCE_ENSEMBLE (XGBoost: predict with every model file), true
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
@@ -125,6 +126,7 @@ class ServingEnv:
             batch_strategy=strategy,
             default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None),
             inference_output=(env.get("SAGEMAKER_INFERENCE_OUTPUT") or None),
+            ensemble=(env.get("SAGEMAKER_INFERENCE_ENSEMBLE") or "true").strip().lower() != "false",
         )
 
     @property

@@ -2,7 +2,8 @@
 (`Predictions` → bytes), shared by training (File and Pipe mode) and serving.
 
 Registered here: text/csv, application/json, application/jsonlines, text/libsvm,
-application/x-recordio-protobuf (decoders); the same less libsvm (encoders).
+application/x-recordio-protobuf, application/x-parquet (decoders; pyarrow is imported only when a
+parquet body arrives); the same less libsvm and parquet (encoders).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .jsonformat import (JSONDecoder, JSONEncoder, JSONLinesDecoder, JSONLinesEn
 from .libsvm import LibSVMDecoder, parse_libsvm
 from .media import (ALIASES, CSV, JSON, JSONLINES, LIBSVM, RECORDIO_PROTOBUF, MediaType,
                     check_params, parse_accept, parse_media_type)
+from .parquet import ParquetDecoder
 from .predictions import Predictions
 from .protobuf import (RecordIOProtobufDecoder, RecordIOProtobufEncoder, decode_predictions,
                        dense_to_recordio, sparse_to_recordio, write_dense, write_sparse)
@@ -21,7 +23,7 @@ from .registry import (DECODERS, ENCODERS, Decoder, Encoder, get_decoder, get_en
                        negotiate_accept, negotiate_media_type, register_decoder, register_encoder)
 
 for _dec in (CSVDecoder(), JSONDecoder(), JSONLinesDecoder(), LibSVMDecoder(),
-             RecordIOProtobufDecoder()):
+             RecordIOProtobufDecoder(), ParquetDecoder()):
     register_decoder(_dec)
 for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder()):
     register_encoder(_enc)
@@ -36,7 +38,7 @@ __all__ = [
     "CSVDecoder", "CSVEncoder", "parse_csv",
     "JSONDecoder", "JSONEncoder", "JSONLinesDecoder", "JSONLinesEncoder", "decode_json",
     "decode_jsonlines",
-    "LibSVMDecoder", "parse_libsvm",
+    "LibSVMDecoder", "parse_libsvm", "ParquetDecoder",
     "RecordIOProtobufDecoder", "RecordIOProtobufEncoder", "decode_predictions",
     "dense_to_recordio", "sparse_to_recordio", "write_dense", "write_sparse",
 ]

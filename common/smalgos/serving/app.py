@@ -28,7 +28,12 @@ log = logging.getLogger("smalgos")
 
 
 class Model(Protocol):
-    """What an algorithm's `model_loader(model_dir)` returns."""
+    """What an algorithm's `model_loader(model_dir)` returns.
+
+    It may also define `encode(predictions, accept) -> (body, mimetype) | None` for answers whose
+    shape the algorithm fixes itself (XGBoost's CSV and batch-transform lines); None falls back
+    to the registry's encoder for `accept`.
+    """
 
     def predict(self, batch: Batch, accept: MediaType) -> Predictions: ...
 
@@ -47,6 +52,8 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
     env = env or ServingEnv.from_env()
     serving = algorithm.serving
     default_accept = env.default_accept or serving.default_accept
+    aliases, decoder_options = algorithm.content_type_aliases, algorithm.decoder_options
+    custom_encode = getattr(model, "encode", None)
     app = Flask(f"smalgos-{algorithm.name}")
     app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes
 
@@ -90,20 +97,23 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
         if length is not None and length > env.max_payload_bytes:
             raise RequestEntityTooLarge()
         raw_type = request_content_type()
-        media = parse_media_type(raw_type) if raw_type else parse_media_type(serving.content_types[0])
+        media = parse_media_type(raw_type or serving.content_types[0], aliases=aliases)
         decoder = get_decoder(media, allowed=serving.content_types)
         accept = negotiate_media_type(request.headers.get("Accept"), serving.accepts, default_accept)
         encoder = get_encoder(accept, allowed=serving.accepts)
         body = request.get_data(cache=False)
-        if not body:
-            raise ClientError("Request body is empty: send at least one record")
-        batch = decoder.decode(body, media, default_label_size=0, source="request body")
-        if len(batch) == 0:
-            raise ClientError("Request body holds no records")
+        batch = decoder.decode(body, media, default_label_size=0, source="request body",
+                               **decoder_options.get(media.type, {})) if body else None
+        if batch is None or len(batch) == 0:
+            if serving.empty_body_status == 204:
+                return Response(status=204)
+            raise ClientError("Request body is empty or holds no records: send at least one")
         predictions = model.predict(batch, accept)
-        payload = encoder.encode(predictions)
+        predictions.root_key = serving.json_root_key  # declared once per algorithm (PCA: "projections")
+        custom = custom_encode(predictions, accept) if custom_encode else None
+        payload, mimetype = custom if custom else (encoder.encode(predictions), encoder.media_type)
         log.debug("%d records in %.2f ms", len(batch), 1e3 * (time.perf_counter() - started))
-        return Response(payload, status=200, mimetype=encoder.media_type)
+        return Response(payload, status=200, mimetype=mimetype)
 
     return app
 

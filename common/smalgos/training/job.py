@@ -56,7 +56,9 @@ class TrainingJob:
                                   f" supported (supported: {', '.join(declared.distributions)})")
             label_size = 1 if algorithm.supervised else 0
             channels[declared.name] = ChannelInput(declared, cfg, paths, default_label_size=label_size,
-                                                   should_stop=stop_event.is_set)
+                                                   should_stop=stop_event.is_set,
+                                                   aliases=algorithm.content_type_aliases,
+                                                   decoder_options=algorithm.decoder_options)
         return cls(
             algorithm=algorithm,
             hyperparameters=hyperparameters,

@@ -60,7 +60,8 @@ def write_failure(paths: Paths, text: str) -> None:
 
 
 def _log_configuration(algorithm: Algorithm, config: JobConfig, final: dict, paths: Paths) -> None:
-    defaults = {p.name: p.default for p in algorithm.hyperparameters.params if not p.required}
+    defaults = {p.name: p.default for p in algorithm.hyperparameters.params
+                if not p.required and p.default is not None}
     log.info("Reading default configuration for %s: %s", algorithm.name, json.dumps(defaults, default=str))
     log.info("Merging with provided configuration from %s: %s", paths.hyperparameters_file,
              json.dumps(config.hyperparameters))

@@ -1,0 +1,132 @@
+"""Serving: `load_model(model_dir)` → an object the spine's app calls per request.
+
+Model files: every file of the model directory (dotfiles and `*.tar.gz` left out) is a model, as
+AWS's image (`SAGEMAKER_INFERENCE_ENSEMBLE`, default true: k-fold models are averaged, or
+majority-voted for `multi:softmax` / `binary:hinge`; `false`: the first file only). Formats: see
+`model_io` (JSON/UBJSON, XGBoost's old binary format, pickles read as data).
+
+Per request: the decoded `Batch` → feature-count check (a 400 naming both counts, AWS's most-hit
+error) → `Booster.predict` with one thread (one worker per core) → `outputs`. Early-stopped
+models predict with the trees up to `best_iteration`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from smalgos.artifacts import model_files
+from smalgos.environment import ServingEnv
+from smalgos.errors import AlgorithmError, ClientError
+from smalgos.formats.batch import Batch
+from smalgos.formats.media import MediaType
+from smalgos.formats.predictions import Predictions
+
+from . import outputs
+from .model_io import load_booster
+
+log = logging.getLogger("smalgos")
+
+VOTING_OBJECTIVES = ("multi:softmax", "binary:hinge")
+
+
+class XGBoostModel:
+    def __init__(self, boosters: list, env: ServingEnv | None = None, nthread: int = 1):
+        import xgboost as xgb
+
+        if not boosters:
+            raise ClientError("No model to serve")
+        self._xgb = xgb
+        self.boosters = boosters
+        for b in boosters:
+            b.set_param("nthread", nthread)
+        config = json.loads(boosters[0].save_config())["learner"]
+        self.objective: str = config["objective"]["name"]
+        self.num_class = int(config["learner_model_param"].get("num_class", "0") or 0)
+        self.num_features = boosters[0].num_features()
+        self.iteration_ranges = [self._range(b) for b in boosters]
+        env = env or ServingEnv.from_env()
+        self.batch_mode = env.batch
+        self.selection = outputs.parse_selection(env.inference_output)
+        log.info("Serving %d XGBoost model(s): objective %s, %d feature(s)%s", len(boosters), self.objective,
+                 self.num_features, f", outputs {self.selection}" if self.selection else "")
+
+    @staticmethod
+    def _range(booster) -> tuple[int, int]:
+        best = booster.attr("best_iteration")
+        gbm = json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
+        if best is not None and gbm != "gblinear" and int(best) + 1 < booster.num_boosted_rounds():
+            return (0, int(best) + 1)
+        return (0, 0)
+
+    # -- prediction ---------------------------------------------------------------------------------
+
+    def _matrix(self, batch: Batch):
+        features = batch.features
+        width = features.shape[1]
+        if sp.issparse(features):
+            # Sparse rows (LibSVM, sparse protobuf/JSON) may stop before the model's last feature.
+            if width > self.num_features:
+                raise ClientError(
+                    f"Feature count mismatch: the model was trained on {self.num_features} features but the request "
+                    f"has feature index {width - 1} (indices must be below {self.num_features})")
+            if width < self.num_features:
+                features = sp.csr_matrix((features.data, features.indices, features.indptr),
+                                         shape=(features.shape[0], self.num_features))
+        elif width != self.num_features:
+            hint = (" (it looks like the label column is included: send only the features)"
+                    if width == self.num_features + 1 else "")
+            raise ClientError(f"Feature count mismatch: the model was trained on {self.num_features} features but the "
+                              f"request has {width} per record{hint}")
+        return self._xgb.DMatrix(features, missing=np.nan, nthread=1)
+
+    def raw_predict(self, batch: Batch) -> np.ndarray:
+        dmatrix = self._matrix(batch)
+        try:
+            preds = [b.predict(dmatrix, iteration_range=r, validate_features=False)
+                     for b, r in zip(self.boosters, self.iteration_ranges)]
+        except self._xgb.core.XGBoostError as exc:
+            raise ClientError(f"XGBoost could not predict on this request: {str(exc).splitlines()[0]}") from None
+        if len(preds) == 1:
+            return preds[0]
+        stacked = np.stack(preds)
+        if self.objective in VOTING_OBJECTIVES:
+            votes = stacked.astype(np.int64)
+            return np.apply_along_axis(lambda col: np.bincount(col).argmax(), 0, votes).astype(np.float32)
+        return stacked.mean(axis=0).astype(np.float32)
+
+    def predict(self, batch: Batch, accept: MediaType | None = None) -> Predictions:
+        raw = self.raw_predict(batch)
+        if self.selection is None:
+            return Predictions({"score": raw})
+        return outputs.selected_predictions(raw, self.selection, self.objective, self.num_class)
+
+    # -- AWS's fixed encodings (see outputs.py) -----------------------------------------------------
+
+    def encode(self, predictions: Predictions, accept: MediaType) -> tuple[bytes, str] | None:
+        """The body for encodings AWS fixed, or None to use the generic encoder for `accept`."""
+        if self.selection is not None:
+            if accept.type == "text/csv":
+                return outputs.selected_csv(predictions, self.batch_mode), "text/csv"
+            return None
+        if self.batch_mode:
+            return outputs.batch_lines(predictions), "text/csv"
+        return None
+
+
+def load_model(model_dir: Path, env: ServingEnv | None = None) -> XGBoostModel:
+    files = model_files(Path(model_dir))
+    if not files:
+        raise ClientError(f"No model file in {model_dir}: expected xgboost-model")
+    env = env or ServingEnv.from_env()
+    if not env.ensemble:
+        files = files[:1]
+    boosters = [load_booster(f) for f in files]
+    widths = {b.num_features() for b in boosters}
+    if len(widths) > 1:
+        raise AlgorithmError(f"The models in {model_dir} were trained on different feature counts: {sorted(widths)}")
+    return XGBoostModel(boosters, env)

@@ -1,0 +1,346 @@
+"""Training: channels → DMatrix → boosting rounds with AWS's log lines, checkpoints, early stopping.
+
+`train(job)` is what the spine's runner calls. `fit(...)` is the boosting loop on plain
+`xgboost.DMatrix` objects, usable from a notebook. The loop is `xgboost.train`'s own (one
+`Booster.update(dtrain, i)` per round, `Booster.eval_set` for the metrics), written out so that
+every round can also print AWS's line, write a checkpoint and notice SIGTERM; the model it builds
+is the one `xgboost.train` builds with the same parameters and data, bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from smalgos.errors import ClientError, PlatformError
+from smalgos.formats.batch import Batch
+from smalgos.formats.media import CSV, int_param
+
+from . import checkpoints, custom_metrics
+from .model_io import booster_from_bytes, booster_to_bytes, write_model
+from .params import TrainingPlan, maximize, training_plan  # noqa: F401 (training_plan re-exported)
+
+log = logging.getLogger("smalgos")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    features: np.ndarray | sp.csr_matrix
+    labels: np.ndarray
+    weights: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_features(self) -> int:
+        return self.features.shape[1]
+
+
+def _read_all(channel) -> Batch | None:
+    if channel.content_type == CSV and int_param(channel.media, "label_size", 1) != 1:
+        raise ClientError(f"Channel {channel.name!r}: XGBoost reads the label from the first CSV column; "
+                          f"label_size must be 1 or absent (got {channel.media})")
+    return channel.read_all(batch_size=1 << 20)
+
+
+def read_channel(channel, csv_weights: bool) -> Dataset | None:
+    """Every record of a channel (one pass, File or Pipe mode), with labels and weights split off."""
+    batch = _read_all(channel)
+    if batch is None or len(batch) == 0:
+        return None
+    if batch.labels is None:
+        raise ClientError(f"Channel {channel.name!r} has no labels: XGBoost training data needs a label in the "
+                          "first column (CSV, Parquet) or the label field (LibSVM, recordIO-protobuf)")
+    labels = np.asarray(batch.labels, dtype=np.float32)
+    if labels.ndim == 2:
+        if labels.shape[1] != 1:
+            raise ClientError(f"Channel {channel.name!r}: one label per record expected, found {labels.shape[1]}")
+        labels = labels[:, 0]
+    features, weights = batch.features, batch.weights
+    if csv_weights and channel.content_type == "text/csv" and weights is None:
+        if features.shape[1] < 2:
+            raise ClientError(f"Channel {channel.name!r}: csv_weights=1 needs a weight column after the label "
+                              "and at least one feature")
+        if sp.issparse(features):
+            weights = np.asarray(features[:, 0].toarray()).ravel().astype(np.float32)
+            features = features[:, 1:].tocsr()
+        else:
+            weights = np.ascontiguousarray(features[:, 0], dtype=np.float32)
+            features = features[:, 1:]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+    return Dataset(features, labels, weights)
+
+
+def check_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:
+    """XGBoost's label rules, checked up front so the message names the channel and the rule."""
+    if labels.size == 0:
+        return
+    lo, hi = float(np.nanmin(labels)), float(np.nanmax(labels))
+    if np.isnan(labels).any():
+        raise ClientError(f"Channel {channel!r}: some labels are missing (NaN)")
+    rule = None
+    if objective in ("binary:logistic", "reg:logistic", "binary:logitraw", "binary:hinge") and (lo < 0 or hi > 1):
+        rule = "labels must be in [0, 1] for " + objective
+    elif objective.startswith("multi:") and num_class:
+        if lo < 0 or hi >= num_class or not np.all(labels == np.floor(labels)):
+            rule = f"labels must be whole numbers in [0, {num_class}) for {objective} with num_class={num_class}"
+    elif objective in ("count:poisson", "reg:tweedie") and lo < 0:
+        rule = f"labels must be non-negative for {objective}"
+    elif objective == "reg:gamma" and lo <= 0:
+        rule = "labels must be positive for reg:gamma"
+    elif objective == "reg:squaredlogerror" and lo <= -1:
+        rule = "labels must be greater than -1 for reg:squaredlogerror"
+    if rule:
+        raise ClientError(f"Channel {channel!r}: {rule} (found labels from {lo:g} to {hi:g})")
+
+
+def to_dmatrix(data: Dataset, nthread: int | None = None, width: int | None = None):
+    import xgboost as xgb
+
+    features = data.features
+    if width is not None and features.shape[1] != width:
+        if sp.issparse(features) and features.shape[1] < width:
+            features = sp.csr_matrix((features.data, features.indices, features.indptr),
+                                     shape=(features.shape[0], width))
+        else:
+            raise ClientError(f"Channel 'validation' has {features.shape[1]} features per record but 'train' has "
+                              f"{width}: both channels need the same columns")
+    return xgb.DMatrix(features, label=data.labels, weight=data.weights, missing=np.nan,
+                       nthread=nthread if nthread else -1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# XGBoost's errors, said as ours
+# ---------------------------------------------------------------------------------------------------
+
+_PLATFORM = ("bad_alloc", "out of memory", "cudaerror", "cuda error", "nccl")
+_PREFIX = re.compile(r"^\[[0-9:]+\]\s+\S+:\d+:\s*")
+
+
+def xgboost_message(exc: Exception) -> str:
+    first = str(exc).split("Stack trace:")[0].strip().splitlines()
+    text = " ".join(_PREFIX.sub("", line).strip() for line in first if line.strip())
+    return text.replace("Check failed: ", "")
+
+
+def translate_xgboost_error(exc: Exception) -> Exception:
+    """The container hands XGBoost only validated parameters and decoded data, so what XGBoost
+    still rejects is about the user's parameters or labels (ClientError), unless the machine ran
+    out of memory or its GPU failed (PlatformError)."""
+    msg = xgboost_message(exc)
+    if any(p in msg.lower() for p in _PLATFORM):
+        return PlatformError(f"XGBoost ran out of resources: {msg}")
+    return ClientError(f"XGBoost rejected the job: {msg}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPU
+# ---------------------------------------------------------------------------------------------------
+
+
+def gpu_available() -> tuple[bool, str]:
+    """(usable, why not): XGBoost built with CUDA and a GPU it can see."""
+    import xgboost as xgb
+
+    if not xgb.build_info().get("USE_CUDA"):
+        return False, "this image's XGBoost is built without CUDA (use the GPU image)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            d = xgb.DMatrix(np.zeros((2, 1), dtype=np.float32), label=np.array([0.0, 1.0]))
+            xgb.train({"tree_method": "hist", "device": "cuda", "verbosity": 1}, d, 1)
+        except xgb.core.XGBoostError as exc:
+            return False, xgboost_message(exc)
+    for w in caught:
+        text = str(w.message)
+        if "No visible GPU" in text or "changed from GPU to CPU" in text:
+            return False, "no GPU is visible to the container"
+    return True, ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The boosting loop
+# ---------------------------------------------------------------------------------------------------
+
+
+def parse_eval(line: str) -> list[tuple[str, str, float]]:
+    """`[3]\\ttrain-rmse:0.41\\tvalidation-rmse:0.44` → [("train", "rmse", 0.41), ...]."""
+    out = []
+    for part in line.strip().split("\t")[1:]:
+        name, _, value = part.rpartition(":")
+        data, _, metric = name.partition("-")
+        out.append((data, metric, float(value)))
+    return out
+
+
+def format_eval(iteration: int, results: list[tuple[str, str, float]]) -> str:
+    """xgboost.callback.EvaluationMonitor's line, which AWS's image prints and its regexes scrape."""
+    return f"[{iteration}]" + "".join(f"\t{d}-{m}:{v:.5f}" for d, m, v in results)
+
+
+class EarlyStop:
+    """xgboost.callback.EarlyStopping's rule: stop after `rounds` rounds without strict improvement."""
+
+    def __init__(self, rounds: int, metric: str | None, data: str = "validation"):
+        self.rounds, self.metric, self.data = rounds, metric, data
+        self.best_score: float | None = None
+        self.best_iteration: int | None = None
+        self.stale = 0
+        self._maximize: bool | None = None
+
+    def update(self, iteration: int, results: list[tuple[str, str, float]]) -> bool:
+        mine = [(m, v) for d, m, v in results if d == self.data]
+        if not mine:
+            return False
+        if self.metric is None:
+            self.metric = mine[-1][0]  # XGBoost: the last metric of the last evaluation set
+        values = [v for m, v in mine if m == self.metric]
+        if not values:
+            raise ClientError(f"Early stopping metric {self.metric!r} is not among the validation metrics")
+        score = values[-1]
+        if self._maximize is None:
+            self._maximize = maximize(self.metric)
+        better = self.best_score is None or (score > self.best_score if self._maximize else score < self.best_score)
+        if better:
+            self.best_score, self.best_iteration, self.stale = score, iteration, 0
+            return False
+        self.stale += 1
+        return self.stale >= self.rounds
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def fit(plan: TrainingPlan, dtrain, dvalidation=None, *, checkpoint_dir: Path | None = None,
+        model_dir: Path | None = None, should_stop: Callable[[], bool] = lambda: False,
+        printer: Callable[[str], None] = _print):
+    """Boost `plan.num_round` rounds (fewer after a checkpoint or early stop); return the Booster."""
+    import xgboost as xgb
+
+    evals = [(dtrain, "train")] + ([(dvalidation, "validation")] if dvalidation is not None else [])
+    feval = (custom_metrics.make_custom_metric(plan.custom_metrics, plan.objective, plan.num_class)
+             if plan.custom_metrics else None)
+    resume, start = (None, 0)
+    writer = None
+    if checkpoint_dir is not None:
+        resume, start = checkpoints.load_latest(checkpoint_dir, booster_from_bytes)
+        writer = checkpoints.CheckpointWriter(checkpoint_dir)
+    stopper = None
+    if plan.early_stopping_rounds:
+        if dvalidation is None:
+            log.warning("early_stopping_rounds is set but there is no validation channel: training all %d rounds",
+                        plan.num_round)
+        else:
+            stopper = EarlyStop(plan.early_stopping_rounds, plan.stopping_metric)
+
+    try:
+        booster = xgb.Booster(plan.params, [dtrain] + [d for d, _ in evals], model_file=resume)
+        if start >= plan.num_round:
+            log.info("The checkpoint already holds %d round(s): nothing left to train", start)
+        started = time.time()
+        for i in range(start, plan.num_round):
+            if should_stop():
+                log.warning("Stopping after %d round(s): SIGTERM received", i)
+                break
+            booster.update(dtrain, iteration=i)
+            results = parse_eval(booster.eval_set(evals, iteration=i, feval=feval, output_margin=False))
+            printer(format_eval(i, results))
+            if writer is not None:
+                writer.save(i, booster_to_bytes(booster))
+            if plan.save_model_on_termination and model_dir is not None:
+                write_model(booster, model_dir)
+            if stopper is not None and stopper.update(i, results):
+                log.info("Early stopping at round %d: best validation-%s %.5f at round %d", i, stopper.metric,
+                         stopper.best_score, stopper.best_iteration)
+                break
+        log.info("Boosted %d round(s) in %.1f s", max(0, plan.num_round - start), time.time() - started)
+    except xgb.core.XGBoostError as exc:
+        raise translate_xgboost_error(exc) from None
+
+    if stopper is not None and stopper.best_iteration is not None:
+        # As AWS's image (save_best): keep the trees up to the best round.
+        # gblinear cannot be sliced: its single weight vector is the model of the last round.
+        if stopper.best_iteration + 1 < booster.num_boosted_rounds() and plan.params.get("booster") != "gblinear":
+            booster = booster[: stopper.best_iteration + 1]
+        booster.set_attr(best_iteration=str(stopper.best_iteration), best_score=str(stopper.best_score))
+    return booster
+
+
+# ---------------------------------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------------------------------
+
+
+def train(job) -> None:
+    plan = training_plan(job.hyperparameters)
+    if plan.gpu:
+        ok, why = gpu_available()
+        if not ok:
+            raise ClientError(f"tree_method=gpu_hist needs a GPU: {why}. Use the CPU tree_method 'hist' (or "
+                              "'auto'), or run the GPU image on a GPU instance (ml.g4dn, ml.g5, ml.p3, ...)")
+        log.info("Training on the GPU (tree_method=hist, device=cuda)")
+    if plan.kfold:
+        raise ClientError("k-fold cross-validation (_kfold) is not supported by this image yet")
+    if job.hyperparameters.get("use_dask_gpu_training"):
+        log.warning("use_dask_gpu_training: this image trains on one GPU in one process (no Dask cluster)")
+
+    if job.resources.num_hosts > 1:
+        log.warning("%d hosts: this image does not yet train across hosts (AWS: Rabit). Each host trains on the "
+                    "data it was given and only %s writes the model; use FullyReplicated channels or one instance",
+                    job.resources.num_hosts, job.resources.master_host)
+    nthread = plan.params.get("nthread")
+    started = time.time()
+    data = read_channel(job.channel("train"), plan.csv_weights)
+    if data is None:
+        raise ClientError("Channel 'train' holds no records")
+    check_labels(data.labels, plan.objective, plan.num_class, "train")
+    validation = None
+    if job.channel("validation") is not None:
+        validation = read_channel(job.channel("validation"), plan.csv_weights)
+        if validation is None:
+            log.warning("Channel 'validation' holds no records: training without it")
+        else:
+            check_labels(validation.labels, plan.objective, plan.num_class, "validation")
+    try:
+        dtrain = to_dmatrix(data, nthread)
+        dval = to_dmatrix(validation, nthread, width=data.num_features) if validation is not None else None
+    except Exception as exc:
+        import xgboost as xgb
+
+        if isinstance(exc, xgb.core.XGBoostError):
+            raise translate_xgboost_error(exc) from None
+        raise
+    log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
+             f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
+             time.time() - started)
+    del data, validation
+
+    checkpoint_dir = job.checkpoint_dir if job.paths.checkpoint_config_file.exists() else None
+    booster = fit(plan, dtrain, dval, checkpoint_dir=checkpoint_dir, model_dir=job.model_dir,
+                  should_stop=job.should_stop)
+    if job.should_stop() and not plan.save_model_on_termination:
+        return
+    if not job.resources.is_master:
+        return
+    path = write_model(booster, job.model_dir)
+    log.info("Model written to %s (%d trees, XGBoost UBJSON format)", path,
+             booster.num_boosted_rounds() * max(1, plan.num_class or 1))
+

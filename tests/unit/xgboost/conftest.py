@@ -1,0 +1,41 @@
+"""Fixtures for the XGBoost tests: SDK-made recordIO-protobuf bytes and a LocalJob per test."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xgb_helpers import Job  # also puts containers/xgboost on sys.path and registers Parquet
+
+
+@pytest.fixture(scope="session")
+def sdk():
+    logging.getLogger("sagemaker").setLevel(logging.ERROR)
+    logging.getLogger("sagemaker.config").setLevel(logging.ERROR)
+    from sagemaker.amazon import common
+
+    return common
+
+
+@pytest.fixture(scope="session")
+def to_protobuf(sdk):
+    """recordIO-protobuf bytes made by the SageMaker SDK's own writers (dense, or sparse CSR)."""
+
+    def make(X, y=None, sparse=False) -> bytes:
+        buf = io.BytesIO()
+        if sparse:
+            sdk.write_spmatrix_to_sparse_tensor(buf, sp.csr_matrix(np.nan_to_num(X)), y)
+        else:
+            sdk.write_numpy_to_dense_tensor(buf, X, y)
+        return buf.getvalue()
+
+    return make
+
+
+@pytest.fixture
+def job(tmp_path):
+    return Job(tmp_path)

@@ -1,0 +1,239 @@
+"""/invocations through the spine's app (Flask test client) with models trained through /opt/ml."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xgboost as xgb
+
+from xgb_helpers import FIXTURES, Job, make_data, to_csv, to_libsvm
+from smalgos.environment import ServingEnv
+from smalgos.formats.media import parse_media_type
+from smalgos.serving.app import create_app
+
+TASKS = {
+    "regression": ({"objective": "reg:squarederror"}, "reg:squarederror"),
+    "binary": ({"objective": "binary:logistic"}, "binary:logistic"),
+    "multiclass": ({"objective": "multi:softprob", "num_class": 3}, "multi:softprob"),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One model per task, trained through run_training, plus its training data."""
+    out = {}
+    for task, (params, objective) in TASKS.items():
+        X, y = make_data(objective, n=200)
+        job = Job(tmp_path_factory.mktemp(task))
+        job.setup({"num_round": 6, "max_depth": 3, **params}, {"train": {"ContentType": "text/csv"}},
+                  {("train", "a.csv"): to_csv(X, y)})
+        assert job.run() == 0, job.failure
+        out[task] = (job.paths.model_dir, X, job.booster())
+    return out
+
+
+def client(model_dir, **env):
+    from smalgos_xgboost.declaration import ALGORITHM
+    from smalgos_xgboost.serve import load_model
+
+    serving_env = ServingEnv.from_env(env)
+    model = load_model(model_dir, serving_env)
+    return create_app(ALGORITHM, model, serving_env).test_client(), model
+
+
+def csv_rows(X) -> bytes:
+    return "\n".join(",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X).encode()
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("ctype", ["text/csv", "text/libsvm", "application/x-recordio-protobuf",
+                                   "application/json", "application/jsonlines"])
+def test_every_request_type_predicts_what_xgboost_predicts(trained, to_protobuf, task, ctype):
+    model_dir, X, booster = trained[task]
+    X = X[:25]
+    body = {"text/csv": lambda: csv_rows(X),
+            "text/libsvm": lambda: to_libsvm(X, np.zeros(len(X), np.float32)),
+            "application/x-recordio-protobuf": lambda: to_protobuf(X),
+            "application/json": lambda: json.dumps({"instances": [{"features": r.tolist()} for r in X]}).encode(),
+            "application/jsonlines": lambda: "\n".join(json.dumps({"features": r.tolist()}) for r in X).encode(),
+            }[ctype]()
+    c, _ = client(model_dir)
+    r = c.post("/invocations", data=body, headers={"Content-Type": ctype, "Accept": "application/json"})
+    assert r.status_code == 200, r.data
+    got = np.array([p["score"] for p in r.get_json()["predictions"]], dtype=np.float32)
+    dm = xgb.DMatrix(sp.csr_matrix(X) if ctype == "text/libsvm" else X)
+    np.testing.assert_allclose(got, booster.predict(dm), rtol=0, atol=1e-6)
+
+
+def test_accept_types_and_default(trained):
+    model_dir, X, booster = trained["multiclass"]
+    c, _ = client(model_dir)
+    expected = booster.predict(xgb.DMatrix(X[:3]))
+    r = c.post("/invocations", data=csv_rows(X[:3]))  # no Content-Type, no Accept: CSV in, CSV out (AWS)
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    rows = [list(map(float, line.split(","))) for line in r.data.decode().strip().split("\n")]
+    np.testing.assert_allclose(rows, expected, atol=1e-6)
+    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv",
+                                                               "Accept": "application/jsonlines"})
+    got = [json.loads(line)["score"] for line in r.data.decode().splitlines()]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv", "Accept": "image/png"})
+    assert r.status_code == 406
+
+
+def test_recordio_protobuf_answer_reads_back_with_the_sdk(trained, sdk):
+    model_dir, X, booster = trained["binary"]
+    c, _ = client(model_dir)
+    r = c.post("/invocations", data=csv_rows(X[:4]),
+               headers={"Content-Type": "text/csv", "Accept": "application/x-recordio-protobuf"})
+    records = sdk.read_records(io.BytesIO(r.data))
+    got = [rec.label["score"].float32_tensor.values[0] for rec in records]
+    np.testing.assert_allclose(got, booster.predict(xgb.DMatrix(X[:4])), atol=1e-6)
+
+
+def test_feature_count_mismatch_names_both_counts(trained):
+    model_dir, X, _ = trained["regression"]
+    c, _ = client(model_dir)
+    r = c.post("/invocations", data=b"1,2,3\n", headers={"Content-Type": "text/csv"})
+    assert r.status_code == 400
+    msg = r.get_json()["message"]
+    assert "trained on 6 features" in msg and "has 3" in msg
+    with_label = np.hstack([np.zeros((2, 1), np.float32), X[:2]])
+    r = c.post("/invocations", data=csv_rows(with_label), headers={"Content-Type": "text/csv"})
+    assert r.status_code == 400 and "label column" in r.get_json()["message"]
+
+
+def test_libsvm_request_indices_are_column_numbers_as_in_training(trained):
+    model_dir, X, booster = trained["regression"]
+    c, _ = client(model_dir)
+    r = c.post("/invocations", data=b"0 9:1.0\n", headers={"Content-Type": "text/libsvm"})
+    assert r.status_code == 400 and "feature index 9" in r.get_json()["message"]
+    # Feature 0 absent: still column 2 is column 2.
+    r = c.post("/invocations", data=b"2:0.7 5:0.1\n", headers={"Content-Type": "text/libsvm"})
+    want = booster.predict(xgb.DMatrix(sp.csr_matrix(([0.7, 0.1], ([0, 0], [2, 5])), shape=(1, 6))))
+    assert float(r.data) == pytest.approx(float(want[0]), abs=1e-6)
+
+
+def test_empty_and_unsupported_requests(trained):
+    model_dir, _, _ = trained["regression"]
+    c, _ = client(model_dir)
+    assert c.post("/invocations", data=b"", headers={"Content-Type": "text/csv"}).status_code in (204, 400)
+    r = c.post("/invocations", data=b"x", headers={"Content-Type": "application/x-parquet"})
+    assert r.status_code == 415  # Parquet is a training format only, as at AWS
+
+
+@pytest.mark.parametrize("task, keys, expect", [
+    ("binary", "predicted_label,probability,probabilities,labels,raw_score,raw_scores",
+     lambda p: {"predicted_label": float(p > 0.5), "probability": p, "probabilities": [1 - p, p],
+                "labels": [0.0, 1.0], "raw_score": p, "raw_scores": [1 - p, p]}),
+    ("multiclass", "predicted_label, probability,probabilities,labels",
+     lambda p: {"predicted_label": float(np.argmax(p)), "probability": float(np.max(p)),
+                "probabilities": list(p), "labels": [0.0, 1.0, 2.0]}),
+    ("regression", "predicted_score,probability",
+     lambda p: {"predicted_score": p, "probability": None}),
+])
+def test_selectable_inference_output(trained, task, keys, expect):
+    model_dir, X, booster = trained[task]
+    c, _ = client(model_dir, SAGEMAKER_INFERENCE_OUTPUT=keys)
+    raw = booster.predict(xgb.DMatrix(X[:3]))
+    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv",
+                                                               "Accept": "application/json"})
+    assert r.status_code == 200
+    got = r.get_json()["predictions"]
+    assert [list(g) for g in got] == [[k.strip() for k in keys.split(",")]] * 3  # in the order asked
+    for g, p in zip(got, raw):
+        for key, want in expect(p).items():
+            if want is None:
+                assert g[key] is None or np.isnan(g[key])  # incompatible key: NaN, as AWS
+            else:
+                assert np.asarray(g[key], dtype=float) == pytest.approx(np.asarray(want, dtype=float), abs=1e-6)
+
+
+def test_selectable_output_csv_and_batch_encodings_are_aws_s(trained):
+    model_dir, X, booster = trained["binary"]
+    _, model = client(model_dir, SAGEMAKER_INFERENCE_OUTPUT="predicted_label,probabilities")
+    from smalgos.formats.batch import Batch
+
+    preds = model.predict(Batch(X[:2]))
+    body, mimetype = model.encode(preds, parse_media_type("text/csv"))
+    p = booster.predict(xgb.DMatrix(X[:2]))
+    lines = body.decode().split("\n")
+    assert len(lines) == 2 and not body.endswith(b"\n")  # AWS: no trailing newline in real time
+    label, probs = lines[0].split(",", 1)
+    assert label == str(int(p[0] > 0.5))
+    assert probs.startswith('"[') and json.loads(probs.strip('"')) == pytest.approx([1 - p[0], p[0]], abs=1e-6)
+    assert model.encode(preds, parse_media_type("application/json")) is None  # generic JSON encoder
+
+    _, batch_model = client(trained["multiclass"][0], SAGEMAKER_BATCH="true")
+    body, mimetype = batch_model.encode(batch_model.predict(Batch(X[:2])), parse_media_type("application/json"))
+    lines = body.decode().splitlines()
+    assert mimetype == "text/csv" and len(lines) == 2 and lines[0].startswith("[") and body.endswith(b"\n")
+
+
+def test_ensemble_of_model_files_averages(trained, tmp_path):
+    from smalgos_xgboost.serve import load_model
+
+    model_dir, X, booster = trained["regression"]
+    for i in range(2):
+        (tmp_path / f"xgboost-model-{i}").write_bytes((model_dir / "xgboost-model").read_bytes())
+    (tmp_path / "model.tar.gz").write_bytes(b"left by SDK local mode")
+    model = load_model(tmp_path, ServingEnv.from_env({}))
+    assert len(model.boosters) == 2
+    from smalgos.formats.batch import Batch
+
+    np.testing.assert_allclose(model.raw_predict(Batch(X[:5])), booster.predict(xgb.DMatrix(X[:5])), atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["reg", "binary", "logitraw", "softprob", "softmax", "poisson", "dart",
+                                  "gblinear"])
+def test_models_from_aws_17_image_binary_format_serve(case, tmp_path):
+    """XGBoost 3 cannot read the old binary format; we convert it, predictions unchanged."""
+    from smalgos.formats.batch import Batch
+    from smalgos_xgboost.serve import load_model
+
+    (tmp_path / "xgboost-model").write_bytes((FIXTURES / "legacy17" / f"{case}.bin").read_bytes())
+    model = load_model(tmp_path, ServingEnv.from_env({}))
+    X = np.load(FIXTURES / "legacy17" / "X.npy")
+    want = np.load(FIXTURES / "legacy17" / f"{case}.pred.npy")  # XGBoost 1.7.4's own predictions
+    np.testing.assert_allclose(model.raw_predict(Batch(X)).reshape(want.shape), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["binary.snapshot.pkl", "binary.raw.pkl"])
+def test_pickled_boosters_are_read_without_unpickling(name, tmp_path, monkeypatch):
+    from smalgos.formats.batch import Batch
+    from smalgos_xgboost.serve import load_model
+
+    def no_unpickling(*a, **k):
+        raise AssertionError("pickle.loads called")
+
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    (tmp_path / "xgboost-model").write_bytes((FIXTURES / "legacy17" / name).read_bytes())
+    model = load_model(tmp_path, ServingEnv.from_env({}))
+    X = np.load(FIXTURES / "legacy17" / "X.npy")
+    np.testing.assert_allclose(model.raw_predict(Batch(X)), np.load(FIXTURES / "legacy17" / "binary.pred.npy"),
+                               atol=1e-6)
+
+
+class Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/smalgos-pwned",))
+
+
+def test_foreign_pickle_is_refused_with_a_clear_message(tmp_path):
+    from smalgos.errors import ClientError
+    from smalgos_xgboost.serve import load_model
+
+    (tmp_path / "xgboost-model").write_bytes(pickle.dumps(Boom(), protocol=4))
+    with pytest.raises(ClientError, match="not of an XGBoost Booster.*save_model"):
+        load_model(tmp_path, ServingEnv.from_env({}))
+    (tmp_path / "xgboost-model").write_bytes(b"not a model at all")
+    with pytest.raises(ClientError, match="XGBoost"):
+        load_model(tmp_path, ServingEnv.from_env({}))
