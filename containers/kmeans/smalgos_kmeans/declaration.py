@@ -1,0 +1,78 @@
+"""K-Means (`kmeans:1`) as SageMaker declares it: hyperparameters, channels, metrics, serving.
+
+Sources: AWS Developer Guide `k-means-api-config`, `k-means-tuning`, `km-in-formats`,
+`algo-kmeans-tech-notes`; the SageMaker Python SDK's `KMeans`; defaults seen in a public job log
+(see /work/shared/spec/algorithms-tabular.md §4). Standard library only.
+
+- The SDK always sends `force_dense="True"`: accepted (and meaningless here: sparse records are
+  densified one mini-batch at a time).
+- Unsupervised: CSV channels carry no label column unless `label_size` says so.
+- Serving answers JSON (default), JSON Lines, recordIO-protobuf and CSV (`closest_cluster,
+  distance_to_cluster` per line), as `km-in-formats` documents.
+"""
+
+from __future__ import annotations
+
+from smalgos.declaration import (
+    AUTO, CPU, FILE, GPU, MINIMIZE, MAXIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float,
+    Hyperparameters, Integer, Interval, Metric, Serving, StringList,
+)
+
+POSITIVE = Interval(1, None)
+CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
+INIT_METHODS = ("random", "kmeans++")
+EVAL_METRICS = ("msd", "ssd")
+
+HYPERPARAMETERS = Hyperparameters(
+    params=(
+        Integer("feature_dim", required=True, range=POSITIVE, doc="number of features per record"),
+        Integer("k", required=True, range=POSITIVE, doc="number of clusters in the final model"),
+        Integer("epochs", default=1, range=POSITIVE, doc="passes over the training data"),
+        StringList("eval_metrics", default=["msd"], choices=EVAL_METRICS,
+                   doc="scores reported on the test channel: msd and/or ssd"),
+        Integer("extra_center_factor", default=AUTO, allow_auto=True, range=POSITIVE,
+                doc="K = k x extra_center_factor centres are kept while streaming; auto = 10"),
+        Integer("half_life_time_size", default=0, range=Interval(0, None),
+                doc="points after which an old point's weight in a centre halves; 0 = no decay"),
+        Categorical("init_method", default="random", choices=INIT_METHODS,
+                    doc="seeding of the streaming centres from the first mini-batch"),
+        Categorical("local_lloyd_init_method", default="kmeans++", choices=INIT_METHODS,
+                    doc="seeding of the final Lloyd's reduction"),
+        Integer("local_lloyd_max_iter", default=300, range=POSITIVE),
+        Integer("local_lloyd_num_trials", default=AUTO, allow_auto=True, range=POSITIVE,
+                doc="Lloyd's restarts, the lowest loss kept; auto = 10"),
+        Float("local_lloyd_tol", default=0.0001, range=Interval(0, 1),
+              doc="stop a Lloyd's trial when the loss improves by less than this fraction"),
+        Integer("mini_batch_size", default=5000, range=POSITIVE),
+        Boolean("force_dense", default=True, doc="sent by the SageMaker SDK; accepted and ignored"),
+    ),
+)
+
+ALGORITHM = Algorithm(
+    name="kmeans",
+    hyperparameters=HYPERPARAMETERS,
+    channels=(
+        Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
+                doc="streamed in mini-batches, `epochs` times; labels ignored"),
+        Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
+                doc="scored once at the end with eval_metrics"),
+    ),
+    metrics=(
+        Metric("test:msd", MINIMIZE, r"#quality_metric: host=\S+, test msd <loss>=(\S+)"),
+        Metric("test:ssd", MINIMIZE, r"#quality_metric: host=\S+, test ssd <loss>=(\S+)"),
+        Metric("train:msd", MINIMIZE, r"#quality_metric: host=\S+, train msd <loss>=(\S+)", tunable=False),
+        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
+        Metric("train:throughput", MAXIMIZE,
+               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
+    ),
+    trainer="smalgos_kmeans.train:train",
+    model_loader="smalgos_kmeans.serve:load_model",
+    serving=Serving(
+        content_types=("text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf"),
+        accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf", "text/csv"),
+        default_accept="application/json",
+    ),
+    variants=(CPU, GPU),
+    supervised=False,
+    doc="Web-scale mini-batch k-means over streamed mini-batches, reduced to k centres with Lloyd's method.",
+)

@@ -1,0 +1,381 @@
+"""k-nearest-neighbours as SageMaker's `knn:1` computes it. Usable from a notebook:
+
+    knn = KNearestNeighbors(k=10, predictor_type="classifier", sample_size=200_000).fit(X, y)
+    labels = knn.predict(X_test)
+    distances, neighbour_labels = knn.kneighbors(X_test)
+
+Training: the stream is (optionally) projected to `dimension_reduction_target` features (`sign`:
+random ±1 projection; `fjlt`: subsampled randomized Hadamard transform), `sample_size` records are
+kept by reservoir sampling (uniform over the whole stream, linear time, bounded memory), and a
+FAISS index is built over the sample: `faiss.Flat` (exact), `faiss.IVFFlat` (inverted lists) or
+`faiss.IVFPQ` (inverted lists + product quantisation, L2 only). `COSINE` normalises vectors and
+searches by inner product.
+
+Inference: the k nearest sampled records; a classifier answers the most frequent label among them
+(ties go to the smallest label, as scikit-learn's `KNeighborsClassifier`), a regressor their mean.
+Distances are the index's own: squared Euclidean for `L2`, inner products for `INNER_PRODUCT`,
+cosine similarity for `COSINE` (the larger the closer); neighbours come closest first.
+
+Search runs in FAISS, or for `faiss.Flat` as an exact torch brute force (`backend="torch"`), which
+is what the GPU image uses on CUDA (faiss-cpu has no GPU code).
+
+Artifacts (AWS's file names): `model_algo-1` the FAISS index (`faiss.serialize_index`, not a
+pickle), `model_algo-1.labels` the labels as raw little-endian float32, `model_algo-1.json` the
+metadata read at inference — editing `k` or `predictor_type` there changes inference without
+retraining, as AWS documents — and, with dimension reduction, `model_algo-1.projection.safetensors`
+with the drawn projection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.numpy import load_file, save_file
+
+from smalgos.maths.device import as_dense, pick_device, to_numpy
+from smalgos.maths.distances import top_k
+from smalgos.maths.inputs import as_float32, minibatches
+from smalgos.maths.projections import RandomProjection
+
+log = logging.getLogger("smalgos")
+
+INDEX_FILE = "model_algo-1"
+LABELS_FILE = "model_algo-1.labels"
+META_FILE = "model_algo-1.json"
+PROJECTION_FILE = "model_algo-1.projection.safetensors"
+VERSION = "1.0"
+
+PREDICTOR_TYPES = ("classifier", "regressor")
+INDEX_TYPES = ("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")
+INDEX_METRICS = ("L2", "INNER_PRODUCT", "COSINE")
+PQ_M_CHOICES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
+
+
+def _faiss():
+    import faiss  # imported lazily: the declaration and the torch path do not need it
+
+    return faiss
+
+
+def majority_vote(labels: np.ndarray) -> np.ndarray:
+    """Row-wise most frequent value of an (n, k) array, ties to the smallest; NaNs are ignored."""
+    n, k = labels.shape
+    if n == 0:
+        return np.empty(0, np.float32)
+    s = np.sort(labels, axis=1)  # NaN sorts last
+    flat = s.ravel()
+    start = np.ones(n * k, dtype=bool)
+    start[1:] = flat[1:] != flat[:-1]
+    start[::k] = True
+    starts = np.flatnonzero(start)
+    lengths = np.diff(np.append(starts, n * k))
+    lengths[np.isnan(flat[starts])] = 0
+    rows = starts // k
+    order = np.lexsort((starts, -lengths, rows))  # per row: longest run first, then smallest value
+    first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+    return flat[starts[first]].astype(np.float32)
+
+
+class ReservoirSampler:
+    """Uniform sample of `size` rows of a stream (Vitter's algorithm R, vectorised per batch)."""
+
+    def __init__(self, size: int | None, seed: int = 0):
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+        self._chunks_x: list[np.ndarray] = []
+        self._chunks_y: list[np.ndarray] = []
+        self._x: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        n = x.shape[0]
+        filled = self.seen if self._x is None else self.size
+        room = n if self.size is None else max(0, min(n, self.size - filled))
+        if room:
+            self._chunks_x.append(x[:room].copy())
+            self._chunks_y.append(y[:room].copy())
+            self.seen += room
+            x, y = x[room:], y[room:]
+        if x.shape[0] == 0:
+            return
+        if self._x is None:
+            self._x, self._y = np.concatenate(self._chunks_x), np.concatenate(self._chunks_y)
+            self._chunks_x, self._chunks_y = [], []
+        positions = self.seen + np.arange(x.shape[0])  # 0-based stream positions
+        r = np.floor(self.rng.random(x.shape[0]) * (positions + 1)).astype(np.int64)
+        take = np.flatnonzero(r < self.size)
+        if take.size:
+            # A later row replacing the same slot wins, as in the sequential algorithm.
+            slots = r[take]
+            last = take[::-1][np.unique(slots[::-1], return_index=True)[1]]
+            self._x[r[last]] = x[last]
+            self._y[r[last]] = y[last]
+        self.seen += x.shape[0]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._x is not None:
+            return self._x, self._y
+        if not self._chunks_x:
+            raise ValueError("no records were seen")
+        return np.concatenate(self._chunks_x), np.concatenate(self._chunks_y)
+
+
+class KNearestNeighbors:
+    """SageMaker k-NN's model. See the module docstring.
+
+    Fitted attributes: `index_` (FAISS index), `labels_` (float32, one per indexed record),
+    `projection_` (RandomProjection or None), `n_features_in_`, `n_samples_seen_`.
+    """
+
+    def __init__(self, k: int, predictor_type: str = "classifier", *, sample_size: int | None = None,
+                 dimension_reduction_type: str | None = None, dimension_reduction_target: int | None = None,
+                 index_type: str = "faiss.Flat", index_metric: str = "L2", faiss_index_ivf_nlists: int | str = "auto",
+                 faiss_index_pq_m: int | None = None, faiss_index_nprobe: int = 5, random_state: int = 0,
+                 backend: str = "auto", device: str | None = None):
+        self.k = k
+        self.predictor_type = predictor_type
+        self.sample_size = sample_size
+        self.dimension_reduction_type = dimension_reduction_type
+        self.dimension_reduction_target = dimension_reduction_target
+        self.index_type = index_type
+        self.index_metric = index_metric
+        self.faiss_index_ivf_nlists = faiss_index_ivf_nlists
+        self.faiss_index_pq_m = faiss_index_pq_m
+        self.faiss_index_nprobe = faiss_index_nprobe
+        self.random_state = random_state
+        self.backend = backend
+        self.device = device
+
+    # -- notebook API ---------------------------------------------------------------------------
+
+    def fit(self, X, y, batch_size: int = 5000) -> "KNearestNeighbors":
+        X = as_float32(X)
+        self.begin(X.shape[1])
+        for xb, yb in minibatches(X, batch_size, np.asarray(y, dtype=np.float32)):
+            self.partial_fit(xb, yb)
+        return self.finalize()
+
+    def kneighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (n, k), neighbours' labels (n, k)), closest first."""
+        dist, idx = self._search(X, k or self.k)
+        return dist, self.labels_[idx]
+
+    def predict(self, X) -> np.ndarray:
+        return self.predict_neighbors(X)[0]
+
+    def predict_neighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(predicted label (n,), neighbours' labels (n, k), distances (n, k))."""
+        dist, labels = self.kneighbors(X, k)
+        if self.predictor_type == "classifier":
+            pred = majority_vote(labels)
+        else:
+            pred = labels.astype(np.float64).mean(axis=1).astype(np.float32)
+        return pred, labels, dist
+
+    # -- streaming API --------------------------------------------------------------------------
+
+    def _validate(self, d: int) -> None:
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        if self.predictor_type not in PREDICTOR_TYPES:
+            raise ValueError(f"predictor_type must be one of {PREDICTOR_TYPES}")
+        if self.index_type not in INDEX_TYPES or self.index_metric not in INDEX_METRICS:
+            raise ValueError(f"index_type must be one of {INDEX_TYPES}, index_metric one of {INDEX_METRICS}")
+        if self.index_type == "faiss.IVFPQ" and self.index_metric != "L2":
+            raise ValueError("faiss.IVFPQ supports only index_metric L2")
+        if self.dimension_reduction_type is not None:
+            t = self.dimension_reduction_target
+            if t is None or not 0 < t < d:
+                raise ValueError(f"dimension_reduction_target must be between 1 and feature_dim - 1 = {d - 1}")
+        if self.faiss_index_pq_m is not None and self.faiss_index_pq_m not in PQ_M_CHOICES:
+            raise ValueError(f"faiss_index_pq_m must be one of {PQ_M_CHOICES}")
+
+    def begin(self, n_features: int) -> None:
+        self._validate(n_features)
+        self._device = pick_device(self.device)
+        self.n_features_in_ = int(n_features)
+        self.projection_ = None
+        if self.dimension_reduction_type is not None:
+            self.projection_ = RandomProjection.draw(self.dimension_reduction_type, n_features,
+                                                     self.dimension_reduction_target, self.random_state)
+        self._sampler = ReservoirSampler(self.sample_size, seed=self.random_state)
+
+    def _reduce(self, X) -> np.ndarray:
+        """Records as the index sees them: projected if asked, float32, C-contiguous."""
+        X = as_float32(X)
+        if self.projection_ is None:
+            out = X.toarray() if sp.issparse(X) else X
+        else:
+            dev = pick_device(self.device)
+            out = to_numpy(self.projection_.transform(as_dense(X, dev)))
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def partial_fit(self, X, y) -> "KNearestNeighbors":
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"{X.shape[0]} records but {y.shape[0]} labels")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        self._sampler.add(self._reduce(X), y)
+        return self
+
+    @property
+    def index_dim_(self) -> int:
+        return self.dimension_reduction_target if self.projection_ is not None else self.n_features_in_
+
+    def _pq_m(self, dim: int) -> int:
+        if self.faiss_index_pq_m is not None:
+            return self.faiss_index_pq_m
+        # Not given: the largest allowed m dividing the dimension with at least 2 dims per sub-quantizer.
+        fitting = [m for m in PQ_M_CHOICES if dim % m == 0 and dim // m >= 2]
+        return max(fitting) if fitting else 1
+
+    def finalize(self) -> "KNearestNeighbors":
+        x, y = self._sampler.sample()
+        self.n_samples_seen_ = self._sampler.seen
+        self._sampler = None
+        faiss = _faiss()
+        n, dim = x.shape
+        normalize = self.index_metric == "COSINE"
+        if normalize:
+            x = _normalize(x)
+        metric = faiss.METRIC_L2 if self.index_metric == "L2" else faiss.METRIC_INNER_PRODUCT
+        self.padded_dim_ = dim
+        if self.index_type == "faiss.Flat":
+            index = faiss.index_factory(dim, "Flat", metric)
+        else:
+            nlist = self.faiss_index_ivf_nlists
+            nlist = max(1, int(math.sqrt(n))) if nlist in (None, "auto") else int(nlist)
+            nlist = max(1, min(nlist, n))
+            if self.index_type == "faiss.IVFFlat":
+                index = faiss.index_factory(dim, f"IVF{nlist},Flat", metric)
+            else:
+                m = self._pq_m(dim)
+                if dim % m:  # AWS: zero-pad the data to a multiple of m (L2 distances unchanged)
+                    self.padded_dim_ = dim + (m - dim % m)
+                    x = np.pad(x, ((0, 0), (0, self.padded_dim_ - dim)))
+                # 8-bit codes (256 centroids per sub-quantizer) once the sample can train them.
+                nbits = max(1, min(8, int(math.log2(max(2, n // 39)))))
+                index = faiss.index_factory(self.padded_dim_, f"IVF{nlist},PQ{m}x{nbits}", metric)
+                index.do_polysemous_training = False  # Hamming filtering is never used; it costs minutes
+            index.train(x)
+        index.add(x)
+        self.index_ = index
+        self.labels_ = y.astype(np.float32)
+        self._prepare_search()
+        return self
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def _prepare_search(self) -> None:
+        faiss = _faiss()
+        if self.index_type != "faiss.Flat":
+            faiss.extract_index_ivf(self.index_).nprobe = int(self.faiss_index_nprobe)
+        dev = pick_device(self.device)
+        backend = self.backend
+        if backend == "auto":
+            backend = "torch" if dev.type != "cpu" and self.index_type == "faiss.Flat" else "faiss"
+        if backend == "torch":
+            if self.index_type != "faiss.Flat":
+                raise ValueError("the torch backend searches faiss.Flat indexes only")
+            base = self.index_.reconstruct_n(0, self.index_.ntotal)
+            self._torch_base = torch.from_numpy(base).to(dev)
+        else:
+            self._torch_base = None
+        self.backend_ = backend
+
+    def _search(self, X, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "index_"):
+            raise RuntimeError("this KNearestNeighbors is not fitted")
+        q = self._reduce(X)
+        if self.index_metric == "COSINE":
+            q = _normalize(q)
+        if self.padded_dim_ != q.shape[1]:
+            q = np.pad(q, ((0, 0), (0, self.padded_dim_ - q.shape[1])))
+        k = max(1, min(int(k), self.index_.ntotal))
+        if self._torch_base is not None:
+            metric = "l2" if self.index_metric == "L2" else "ip"
+            dist, idx = top_k(torch.from_numpy(q).to(self._torch_base.device), self._torch_base, k, metric)
+            return to_numpy(dist, np.float32), to_numpy(idx)
+        dist, idx = self.index_.search(q, k)
+        missing = (idx < 0).any(axis=1)
+        if missing.any():  # too few candidates in the probed lists: search those rows exhaustively
+            ivf = _faiss().extract_index_ivf(self.index_)
+            nprobe, ivf.nprobe = ivf.nprobe, ivf.nlist
+            try:
+                dist[missing], idx[missing] = self.index_.search(np.ascontiguousarray(q[missing]), k)
+            finally:
+                ivf.nprobe = nprobe
+        return dist.astype(np.float32, copy=False), idx
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    def metadata(self) -> dict:
+        reduction = None
+        if self.projection_ is not None:
+            p = self.projection_
+            reduction = {"type": p.kind, "seed": p.seed, "target_dim": p.target_dim, "input_dim": p.input_dim}
+        return {"k": int(self.k), "predictor_type": self.predictor_type, "dimension_reduction": reduction,
+                "normalize": self.index_metric == "COSINE", "version": VERSION,
+                "index_type": self.index_type, "index_metric": self.index_metric,
+                "faiss_index_nprobe": int(self.faiss_index_nprobe), "feature_dim": int(self.n_features_in_),
+                "index_dim": int(self.padded_dim_)}
+
+    def save(self, model_dir) -> list[Path]:
+        faiss = _faiss()
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        files = [model_dir / INDEX_FILE, model_dir / LABELS_FILE, model_dir / META_FILE]
+        faiss.serialize_index(self.index_).tofile(files[0])
+        self.labels_.astype("<f4").tofile(files[1])
+        files[2].write_text(json.dumps(self.metadata(), indent=1) + "\n")
+        if self.projection_ is not None:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.projection_.state().items()},
+                      str(model_dir / PROJECTION_FILE))
+            files.append(model_dir / PROJECTION_FILE)
+        return files
+
+    @classmethod
+    def load(cls, model_dir, backend: str = "auto", device: str | None = None) -> "KNearestNeighbors":
+        """A fitted model from `save()`'s files; ValueError when they are inconsistent."""
+        faiss = _faiss()
+        model_dir = Path(model_dir)
+        meta = json.loads((model_dir / META_FILE).read_text())
+        k, predictor_type = int(meta["k"]), meta["predictor_type"]
+        if k < 1 or predictor_type not in PREDICTOR_TYPES:
+            raise ValueError(f"{META_FILE}: k must be >= 1 and predictor_type one of {PREDICTOR_TYPES}")
+        index = faiss.deserialize_index(np.fromfile(model_dir / INDEX_FILE, dtype=np.uint8))
+        labels = np.fromfile(model_dir / LABELS_FILE, dtype="<f4").astype(np.float32)
+        if labels.shape[0] != index.ntotal:
+            raise ValueError(f"{LABELS_FILE} holds {labels.shape[0]} labels for an index of {index.ntotal} records")
+        red = meta.get("dimension_reduction")
+        feature_dim = int(meta.get("feature_dim", red["input_dim"] if red else index.d))
+        est = cls(k, predictor_type, index_type=meta.get("index_type", "faiss.Flat"),
+                  index_metric=meta.get("index_metric", "COSINE" if meta.get("normalize") else "L2"),
+                  faiss_index_nprobe=int(meta.get("faiss_index_nprobe", 5)), backend=backend, device=device)
+        est.projection_ = None
+        if red:
+            est.dimension_reduction_type, est.dimension_reduction_target = red["type"], int(red["target_dim"])
+            arrays = load_file(str(model_dir / PROJECTION_FILE))
+            est.projection_ = RandomProjection.from_state(red["type"], int(red["input_dim"]), int(red["target_dim"]),
+                                                          int(red.get("seed", 0)), arrays)
+        est.n_features_in_ = feature_dim
+        est.padded_dim_ = int(meta.get("index_dim", index.d))
+        if est.padded_dim_ != index.d or est.index_dim_ > index.d:
+            raise ValueError(f"{META_FILE}: index_dim {est.padded_dim_} does not match the index ({index.d})")
+        est.index_, est.labels_ = index, labels
+        est.n_samples_seen_ = index.ntotal
+        est._prepare_search()
+        return est
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1)).astype(np.float32)

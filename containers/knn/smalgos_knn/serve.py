@@ -1,0 +1,59 @@
+"""Inference for k-NN: `load_model(model_dir)` returns what the serving app calls.
+
+Per record (AWS's `kNN-inference-formats` shapes, every number a float):
+    {"predicted_label": 0.0}
+and with `verbose=true` on the Accept type (`application/json; verbose=true`,
+`application/jsonlines; verbose=true`, `application/x-recordio-protobuf; verbose=true`):
+    {"predicted_label": 0.0, "distances": [d1, ..., dk], "labels": [l1, ..., lk]}
+neighbours closest first; distances as the index measures them (squared Euclidean for L2).
+recordIO-protobuf answers carry the same names in each record's `label` map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smalgos.artifacts import require_file
+from smalgos.errors import ClientError
+from smalgos.formats.batch import Batch
+from smalgos.maths.inputs import check_features
+from smalgos.formats.predictions import Predictions
+from smalgos.serving.app import check_feature_count
+
+from .model import INDEX_FILE, LABELS_FILE, META_FILE, KNearestNeighbors
+
+
+def verbose_requested(accept) -> bool:
+    raw = None if accept is None else accept.params.get("verbose")
+    if raw is None:
+        return False
+    value = str(raw).strip().lower()
+    if value not in ("true", "false"):
+        raise ClientError(f"Accept parameter verbose={raw!r} must be true or false")
+    return value == "true"
+
+
+class KNNModel:
+    def __init__(self, estimator: KNearestNeighbors):
+        self.estimator = estimator
+
+    def predict(self, batch: Batch, accept=None) -> Predictions:
+        check_feature_count(batch, self.estimator.n_features_in_)
+        check_features(batch.features, None, "Request")
+        verbose = verbose_requested(accept)
+        predicted, labels, distances = self.estimator.predict_neighbors(batch.features)
+        fields = {"predicted_label": predicted}
+        if verbose:
+            fields["distances"] = distances
+            fields["labels"] = labels
+        return Predictions(fields)
+
+
+def load_model(model_dir: Path | str) -> KNNModel:
+    model_dir = Path(model_dir)
+    for name in (INDEX_FILE, LABELS_FILE, META_FILE):
+        require_file(model_dir, name)
+    try:
+        return KNNModel(KNearestNeighbors.load(model_dir))
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ClientError(f"Cannot load the k-NN model in {model_dir}: {exc}") from None

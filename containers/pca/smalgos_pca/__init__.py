@@ -1,0 +1,1 @@
+"""SageMaker PCA (`pca:1`): principal components from streamed mini-batch summaries."""
