@@ -32,7 +32,7 @@ from .predictions import Predictions
 from ._stream import RowBuffer, iter_line_blocks
 
 DEFAULT_CHUNK = 4 << 20
-LARGE_BODY = 256 << 10
+LARGE_BODY = 48 << 10  # measured crossover: below it np.loadtxt starts faster, above it pandas wins
 
 
 def _normalise(data: bytes) -> bytes:
