@@ -338,6 +338,38 @@ class Metric:
         return {"Name": self.name, "Regex": self.regex, "Type": self.direction, "Tunable": self.tunable}
 
 
+# AWS's log-line regexes for the first-party algorithms (the lines `smalgos.metrics` prints).
+PROGRESS_REGEX = r"#progress_metric: host=\S+, completed (\S+) %"
+THROUGHPUT_REGEX = r"#throughput_metric: host=\S+, train throughput=(\S+) records/second"
+
+
+def quality_regex(channel: str, token: str, kind: str, per_epoch: bool = False) -> str:
+    """`#quality_metric: host=\\S+, [epoch=\\S+, ]<channel> <token> <kind>=(\\S+)`; `token` may itself be a regex."""
+    where = r"epoch=\S+, " if per_epoch else ""
+    return r"#quality_metric: host=\S+, " + where + f"{channel} {token} <{kind}>=" + r"(\S+)"
+
+
+def quality_metric(channel: str, name: str, direction: str, per_epoch: bool = False, tunable: bool = True,
+                   *, token: str | None = None, kind: str | None = None) -> Metric:
+    """The metric `<channel>:<name>` read from a `#quality_metric` line.
+
+    The line prints `token` (default: `name`) as `<loss>` when minimized, `<score>` when maximized,
+    unless `kind` says otherwise (Linear Learner prints multiclass_log_loss as a `<score>`).
+    """
+    kind = kind or ("loss" if direction == MINIMIZE else "score")
+    return Metric(f"{channel}:{name}", direction, quality_regex(channel, token or name, kind, per_epoch), tunable)
+
+
+def progress_metric() -> Metric:
+    """`train:progress`: the `#progress_metric: ... completed <p> % of epochs` lines (not tunable)."""
+    return Metric("train:progress", MAXIMIZE, PROGRESS_REGEX, tunable=False)
+
+
+def throughput_metric() -> Metric:
+    """`train:throughput`: the `#throughput_metric: ... train throughput=<r> records/second` lines."""
+    return Metric("train:throughput", MAXIMIZE, THROUGHPUT_REGEX, tunable=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Serving
 # ---------------------------------------------------------------------------------------------
@@ -389,6 +421,13 @@ class Algorithm:
     # (XGBoost: {"text/libsvm": {"zero_based": True}} — indices are column numbers as written).
     decoder_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     doc: str = ""
+    # The Algorithm dimension of the `#metrics` timing lines (AWS's images: "AWS/KNN", "PCA", ...);
+    # empty means `name`.
+    display_name: str = ""
+
+    def __post_init__(self):
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
     def channel(self, name: str) -> Channel | None:
         return next((c for c in self.channels if c.name == name), None)

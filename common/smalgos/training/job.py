@@ -66,7 +66,7 @@ class TrainingJob:
             resources=config.resources,
             paths=paths,
             checkpoint_dir=config.checkpoint_dir,
-            metrics=MetricsLogger(host=config.resources.current_host, algorithm=algorithm.name),
+            metrics=MetricsLogger(host=config.resources.current_host, algorithm=algorithm.display_name),
             stop_event=stop_event,
         )
 

@@ -14,8 +14,8 @@ Sources: AWS Developer Guide `k-means-api-config`, `k-means-tuning`, `km-in-form
 from __future__ import annotations
 
 from smalgos.declaration import (
-    AUTO, CPU, FILE, GPU, MINIMIZE, MAXIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float,
-    Hyperparameters, Integer, Interval, Metric, Serving, StringList,
+    AUTO, CPU, FILE, GPU, MINIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float, Hyperparameters,
+    Integer, Interval, Serving, StringList, progress_metric, quality_metric, throughput_metric,
 )
 
 POSITIVE = Interval(1, None)
@@ -50,6 +50,7 @@ HYPERPARAMETERS = Hyperparameters(
 
 ALGORITHM = Algorithm(
     name="kmeans",
+    display_name="AWS/KMeansWebscale",
     hyperparameters=HYPERPARAMETERS,
     channels=(
         Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
@@ -58,12 +59,11 @@ ALGORITHM = Algorithm(
                 doc="scored once at the end with eval_metrics"),
     ),
     metrics=(
-        Metric("test:msd", MINIMIZE, r"#quality_metric: host=\S+, test msd <loss>=(\S+)"),
-        Metric("test:ssd", MINIMIZE, r"#quality_metric: host=\S+, test ssd <loss>=(\S+)"),
-        Metric("train:msd", MINIMIZE, r"#quality_metric: host=\S+, train msd <loss>=(\S+)", tunable=False),
-        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
-        Metric("train:throughput", MAXIMIZE,
-               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
+        quality_metric("test", "msd", MINIMIZE),
+        quality_metric("test", "ssd", MINIMIZE),
+        quality_metric("train", "msd", MINIMIZE, tunable=False),
+        progress_metric(),
+        throughput_metric(),
     ),
     trainer="smalgos_kmeans.train:train",
     model_loader="smalgos_kmeans.serve:load_model",

@@ -13,32 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from smalgos.artifacts import require_file
-from smalgos.errors import ClientError
-from smalgos.formats.batch import Batch
-from smalgos.maths.inputs import check_features
-from smalgos.formats.predictions import Predictions
-from smalgos.serving.app import check_feature_count
+from smalgos.serving.estimator import EstimatorModel, load_estimator
 
 from .model import META_FILE, MODEL_FILE, WebScaleKMeans
 
 
-class KMeansModel:
-    def __init__(self, estimator: WebScaleKMeans):
-        self.estimator = estimator
-
-    def predict(self, batch: Batch, accept=None) -> Predictions:
-        check_feature_count(batch, self.estimator.n_features_in_)
-        check_features(batch.features, None, "Request")
-        cluster, distance = self.estimator.closest(batch.features)
-        return Predictions({"closest_cluster": cluster.astype(np.float32), "distance_to_cluster": distance})
+class KMeansModel(EstimatorModel):
+    def fields(self, features, accept) -> dict:
+        cluster, distance = self.estimator.closest(features)
+        return {"closest_cluster": cluster.astype(np.float32), "distance_to_cluster": distance}
 
 
 def load_model(model_dir: Path | str) -> KMeansModel:
-    model_dir = Path(model_dir)
-    require_file(model_dir, MODEL_FILE)
-    require_file(model_dir, META_FILE)
-    try:
-        return KMeansModel(WebScaleKMeans.load(model_dir))
-    except (ValueError, KeyError) as exc:
-        raise ClientError(f"Cannot load the k-means model in {model_dir}: {exc}") from None
+    return KMeansModel(load_estimator(model_dir, (MODEL_FILE, META_FILE), WebScaleKMeans.load, "k-means"))

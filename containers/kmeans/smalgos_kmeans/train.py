@@ -11,12 +11,10 @@ from __future__ import annotations
 import time
 
 from smalgos.errors import ClientError
-from smalgos.maths.inputs import check_features
 from smalgos.metrics import LOSS
+from smalgos.training.passes import score_test_channel, stream
 
 from .model import WebScaleKMeans
-
-METRICS_ALGORITHM = "AWS/KMeansWebscale"
 
 
 def estimator_from(hp: dict) -> WebScaleKMeans:
@@ -31,33 +29,32 @@ def estimator_from(hp: dict) -> WebScaleKMeans:
 def train(job) -> None:
     hp = job.hyperparameters
     log = job.log
-    job.metrics.algorithm = METRICS_ALGORITHM
     feature_dim, batch_size, epochs = hp["feature_dim"], hp["mini_batch_size"], hp["epochs"]
     km = estimator_from(hp)
     km.begin(feature_dim)
     timings = {"initialize.time": 0.0, "update.time": 0.0}
     t_start = time.time()
     train_channel = job.channel("train")
+    first = True
+
+    def fit(batch) -> None:
+        nonlocal first
+        t0 = time.perf_counter()
+        if first:
+            first = False
+            if len(batch) < batch_size:
+                log.warning("Effective batch size used to initialize is %d", len(batch))
+            if len(batch) < hp["k"]:
+                raise ClientError(f"Channel 'train' has only {len(batch)} records: fewer than k={hp['k']}")
+            km.partial_fit(batch.features)
+            timings["initialize.time"] += 1e3 * (time.perf_counter() - t0)
+        else:
+            km.partial_fit(batch.features)
+            timings["update.time"] += 1e3 * (time.perf_counter() - t0)
+
     for epoch in range(epochs):
-        started, seen = time.time(), 0
-        for batch in train_channel.batches(batch_size):
-            check_features(batch.features, feature_dim, "Channel 'train'")
-            t0 = time.perf_counter()
-            if epoch == 0 and seen == 0:
-                if len(batch) < batch_size:
-                    log.warning("Effective batch size used to initialize is %d", len(batch))
-                if len(batch) < hp["k"]:
-                    raise ClientError(f"Channel 'train' has only {len(batch)} records: fewer than k={hp['k']}")
-                km.partial_fit(batch.features)
-                timings["initialize.time"] += 1e3 * (time.perf_counter() - t0)
-            else:
-                km.partial_fit(batch.features)
-                timings["update.time"] += 1e3 * (time.perf_counter() - t0)
-            seen += len(batch)
-            if job.should_stop():
-                break
-        if seen == 0:
-            raise ClientError("Channel 'train' holds no records")
+        started = time.time()
+        seen = stream(train_channel, batch_size, feature_dim, fit, stop=lambda _: job.should_stop())
         km.end_epoch()
         job.metrics.progress(100.0 * (epoch + 1) / epochs)
         job.metrics.throughput(seen / max(time.time() - started, 1e-9))
@@ -75,17 +72,14 @@ def train(job) -> None:
     km.save(job.model_dir)
     timings["model.serialize.time"] = 1e3 * (time.perf_counter() - t0)
 
-    test = job.channel("test")
-    if test is None:
-        log.info("Test data is not provided.")
-    else:
-        ssd, n = 0.0, 0
-        for batch in test.batches(batch_size):
-            check_features(batch.features, feature_dim, "Channel 'test'")
-            s, m = km.sum_squared_distances(batch.features)
-            ssd, n = ssd + s, n + m
-        if n == 0:
-            raise ClientError("Channel 'test' holds no records")
+    ssd = 0.0
+
+    def score(batch) -> None:
+        nonlocal ssd
+        ssd += km.sum_squared_distances(batch.features)[0]
+
+    n = score_test_channel(job, batch_size, feature_dim, score)
+    if n is not None:
         scores = {"msd": ssd / n, "ssd": ssd}
         for name in hp["eval_metrics"]:
             job.metrics.quality("test", name, scores[name], LOSS)

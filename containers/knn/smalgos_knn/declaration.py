@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from smalgos.declaration import (
     AUTO, CPU, FILE, GPU, MAXIMIZE, MINIMIZE, PIPE, Algorithm, Categorical, Channel, Hyperparameters,
-    Integer, Interval, Metric, Serving,
+    Integer, Interval, Serving, progress_metric, quality_metric, throughput_metric,
 )
 from smalgos.errors import ClientError
 
@@ -72,6 +72,7 @@ HYPERPARAMETERS = Hyperparameters(
 
 ALGORITHM = Algorithm(
     name="knn",
+    display_name="AWS/KNN",
     hyperparameters=HYPERPARAMETERS,
     channels=(
         Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
@@ -80,11 +81,10 @@ ALGORITHM = Algorithm(
                 doc="scored once at the end: accuracy (classifier) or mse (regressor)"),
     ),
     metrics=(
-        Metric("test:accuracy", MAXIMIZE, r"#quality_metric: host=\S+, test accuracy <score>=(\S+)"),
-        Metric("test:mse", MINIMIZE, r"#quality_metric: host=\S+, test mse <loss>=(\S+)"),
-        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
-        Metric("train:throughput", MAXIMIZE,
-               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
+        quality_metric("test", "accuracy", MAXIMIZE),
+        quality_metric("test", "mse", MINIMIZE),
+        progress_metric(),
+        throughput_metric(),
     ),
     trainer="smalgos_knn.train:train",
     model_loader="smalgos_knn.serve:load_model",

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smalgos.artifacts import require_file
 from smalgos.errors import ClientError
-from smalgos.formats.batch import Batch
-from smalgos.maths.inputs import check_features
-from smalgos.formats.predictions import Predictions
-from smalgos.serving.app import check_feature_count
+from smalgos.serving.estimator import EstimatorModel, load_estimator
 
 from .model import INDEX_FILE, LABELS_FILE, META_FILE, KNearestNeighbors
 
@@ -33,27 +29,17 @@ def verbose_requested(accept) -> bool:
     return value == "true"
 
 
-class KNNModel:
-    def __init__(self, estimator: KNearestNeighbors):
-        self.estimator = estimator
-
-    def predict(self, batch: Batch, accept=None) -> Predictions:
-        check_feature_count(batch, self.estimator.n_features_in_)
-        check_features(batch.features, None, "Request")
+class KNNModel(EstimatorModel):
+    def fields(self, features, accept) -> dict:
         verbose = verbose_requested(accept)
-        predicted, labels, distances = self.estimator.predict_neighbors(batch.features)
+        predicted, labels, distances = self.estimator.predict_neighbors(features)
         fields = {"predicted_label": predicted}
         if verbose:
             fields["distances"] = distances
             fields["labels"] = labels
-        return Predictions(fields)
+        return fields
 
 
 def load_model(model_dir: Path | str) -> KNNModel:
-    model_dir = Path(model_dir)
-    for name in (INDEX_FILE, LABELS_FILE, META_FILE):
-        require_file(model_dir, name)
-    try:
-        return KNNModel(KNearestNeighbors.load(model_dir))
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise ClientError(f"Cannot load the k-NN model in {model_dir}: {exc}") from None
+    return KNNModel(load_estimator(model_dir, (INDEX_FILE, LABELS_FILE, META_FILE), KNearestNeighbors.load, "k-NN",
+                                   errors=(ValueError, KeyError, RuntimeError)))

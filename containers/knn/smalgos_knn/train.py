@@ -13,12 +13,10 @@ import time
 import numpy as np
 
 from smalgos.errors import ClientError
-from smalgos.maths.inputs import check_features
 from smalgos.metrics import LOSS, SCORE
+from smalgos.training.passes import one_pass, score_test_channel
 
 from .model import KNearestNeighbors
-
-METRICS_ALGORITHM = "AWS/KNN"
 
 
 def estimator_from(hp: dict) -> KNearestNeighbors:
@@ -47,25 +45,14 @@ def labels_of(batch, channel: str) -> np.ndarray:
 def train(job) -> None:
     hp = job.hyperparameters
     log = job.log
-    job.metrics.algorithm = METRICS_ALGORITHM
     feature_dim, batch_size = hp["feature_dim"], hp["mini_batch_size"]
     if len(job.resources.hosts) > 1:
         log.warning("k-NN runs on one host here: %s samples its own share only", job.resources.current_host)
     knn = estimator_from(hp)
     knn.begin(feature_dim)
     t_start = time.time()
-    started, seen = time.time(), 0
-    for batch in job.channel("train").batches(batch_size):
-        check_features(batch.features, feature_dim, "Channel 'train'")
-        knn.partial_fit(batch.features, labels_of(batch, "train"))
-        seen += len(batch)
-        if job.should_stop():
-            log.warning("Stopping early after %d records", seen)
-            break
-    if seen == 0:
-        raise ClientError("Channel 'train' holds no records")
-    job.metrics.progress(100.0)
-    job.metrics.throughput(seen / max(time.time() - started, 1e-9))
+    seen = one_pass(job, "train", batch_size, feature_dim,
+                    lambda batch: knn.partial_fit(batch.features, labels_of(batch, "train")))
 
     t0 = time.perf_counter()
     knn.finalize()
@@ -76,20 +63,17 @@ def train(job) -> None:
     knn.save(job.model_dir)
     serialize_ms = 1e3 * (time.perf_counter() - t0)
 
-    test = job.channel("test")
-    if test is None:
-        log.info("Test data is not provided.")
-    else:
-        right, sq_err, n = 0, 0.0, 0
-        for batch in test.batches(batch_size):
-            check_features(batch.features, feature_dim, "Channel 'test'")
-            y = labels_of(batch, "test")
-            pred = knn.predict(batch.features)
-            right += int((pred == y).sum())
-            sq_err += float(((pred.astype(np.float64) - y) ** 2).sum())
-            n += len(batch)
-        if n == 0:
-            raise ClientError("Channel 'test' holds no records")
+    right, sq_err = 0, 0.0
+
+    def score(batch) -> None:
+        nonlocal right, sq_err
+        y = labels_of(batch, "test")
+        pred = knn.predict(batch.features)
+        right += int((pred == y).sum())
+        sq_err += float(((pred.astype(np.float64) - y) ** 2).sum())
+
+    n = score_test_channel(job, batch_size, feature_dim, score)
+    if n is not None:
         if hp["predictor_type"] == "classifier":
             job.metrics.quality("test", "accuracy", right / n, SCORE)
             job.metrics.score_summary("test", "accuracy", right / n)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from smalgos.declaration import (
     AUTO, CPU, FILE, GPU, MAXIMIZE, MINIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float,
-    FloatOrChoice, Hyperparameters, Integer, Interval, Metric, Serving, String,
+    FloatOrChoice, Hyperparameters, Integer, Interval, Metric, Serving, String, progress_metric, quality_metric,
+    throughput_metric,
 )
 from smalgos.errors import ClientError
 
@@ -128,18 +129,13 @@ CHANNELS = (
 )
 
 
-def _q(channel: str, token: str, kind: str, epoch: bool = False) -> str:
-    where = r"epoch=\S+, " if epoch else ""
-    return r"#quality_metric: host=\S+, " + where + f"{channel} {token} <{kind}>=" + r"(\S+)"
-
-
 def _metrics() -> tuple[Metric, ...]:
     out = [
-        Metric("train:objective_loss", MINIMIZE, _q("train", r"\S+_objective", "loss", epoch=True), tunable=False),
-        Metric("train:objective_loss:final", MINIMIZE, _q("train", r"\S+_objective", "loss"), tunable=False),
-        Metric("validation:objective_loss", MINIMIZE, _q("validation", r"\S+_objective", "loss", epoch=True)),
-        Metric("validation:objective_loss:final", MINIMIZE, _q("validation", r"\S+_objective", "loss")),
-        Metric("test:objective_loss", MINIMIZE, _q("test", r"\S+_objective", "loss")),
+        quality_metric("train", "objective_loss", MINIMIZE, per_epoch=True, tunable=False, token=r"\S+_objective"),
+        quality_metric("train", "objective_loss:final", MINIMIZE, tunable=False, token=r"\S+_objective"),
+        quality_metric("validation", "objective_loss", MINIMIZE, per_epoch=True, token=r"\S+_objective"),
+        quality_metric("validation", "objective_loss:final", MINIMIZE, token=r"\S+_objective"),
+        quality_metric("test", "objective_loss", MINIMIZE, token=r"\S+_objective"),
     ]
     scores = (
         ("binary_classification_accuracy", "binary_classification_accuracy"),
@@ -156,22 +152,17 @@ def _metrics() -> tuple[Metric, ...]:
     )
     for channel in ("validation", "test"):
         for name, token in scores:
-            out.append(Metric(f"{channel}:{name}", MAXIMIZE, _q(channel, token, "score")))
+            out.append(quality_metric(channel, name, MAXIMIZE, token=token))
         for name in ("mse", "absolute_loss"):
-            out.append(Metric(f"{channel}:{name}", MINIMIZE, _q(channel, name, "loss")))
-        out.append(Metric(f"{channel}:rmse", MINIMIZE, _q(channel, "rmse", "loss"), tunable=channel == "validation"))
+            out.append(quality_metric(channel, name, MINIMIZE))
+        out.append(quality_metric(channel, "rmse", MINIMIZE, tunable=channel == "validation"))
         # newer images also print these; not tunable in AWS's list
-        out.append(Metric(f"{channel}:multiclass_balanced_accuracy", MAXIMIZE,
-                          _q(channel, "multiclass_balanced_accuracy", "score"), tunable=False))
-        out.append(Metric(f"{channel}:multiclass_log_loss", MINIMIZE,
-                          _q(channel, "multiclass_log_loss", "score"), tunable=False))
+        out.append(quality_metric(channel, "multiclass_balanced_accuracy", MAXIMIZE, tunable=False))
+        # AWS prints multiclass_log_loss as a <score> (see evaluation.py)
+        out.append(quality_metric(channel, "multiclass_log_loss", MINIMIZE, tunable=False, kind="score"))
     for name, token in scores[:4]:  # the console also lists train-channel binary metrics
-        out.append(Metric(f"train:{name}", MAXIMIZE, _q("train", token, "score"), tunable=False))
-    out += [
-        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
-        Metric("train:throughput", MAXIMIZE,
-               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
-    ]
+        out.append(quality_metric("train", name, MAXIMIZE, tunable=False, token=token))
+    out += [progress_metric(), throughput_metric()]
     return tuple(out)
 
 

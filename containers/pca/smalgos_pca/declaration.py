@@ -16,8 +16,8 @@ SageMaker Python SDK's `PCA`; a public job log's default-conf.json (see
 from __future__ import annotations
 
 from smalgos.declaration import (
-    CPU, FILE, GPU, MAXIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Hyperparameters, Integer,
-    Interval, Metric, Serving,
+    CPU, FILE, GPU, PIPE, Algorithm, Boolean, Categorical, Channel, Hyperparameters, Integer, Interval,
+    Serving, progress_metric, throughput_metric,
 )
 from smalgos.errors import ClientError
 
@@ -49,6 +49,7 @@ HYPERPARAMETERS = Hyperparameters(
 
 ALGORITHM = Algorithm(
     name="pca",
+    display_name="PCA",
     hyperparameters=HYPERPARAMETERS,
     channels=(
         Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
@@ -57,9 +58,8 @@ ALGORITHM = Algorithm(
                 doc="scored by the final model (reconstruction error, logged)"),
     ),
     metrics=(
-        Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
-        Metric("train:throughput", MAXIMIZE,
-               r"#throughput_metric: host=\S+, train throughput=(\S+) records/second", tunable=False),
+        progress_metric(),
+        throughput_metric(),
     ),
     trainer="smalgos_pca.train:train",
     model_loader="smalgos_pca.serve:load_model",

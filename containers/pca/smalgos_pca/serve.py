@@ -10,31 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smalgos.artifacts import require_file
-from smalgos.errors import ClientError
-from smalgos.formats.batch import Batch
-from smalgos.maths.inputs import check_features
-from smalgos.formats.predictions import Predictions
-from smalgos.serving.app import check_feature_count
+from smalgos.serving.estimator import EstimatorModel, load_estimator
 
 from .model import META_FILE, MODEL_FILE, StreamingPCA
 
 
-class PCAModel:
-    def __init__(self, estimator: StreamingPCA):
-        self.estimator = estimator
-
-    def predict(self, batch: Batch, accept=None) -> Predictions:
-        check_feature_count(batch, self.estimator.n_features_in_)
-        check_features(batch.features, None, "Request")
-        return Predictions({"projection": self.estimator.transform(batch.features)})
+class PCAModel(EstimatorModel):
+    def fields(self, features, accept) -> dict:
+        return {"projection": self.estimator.transform(features)}
 
 
 def load_model(model_dir: Path | str) -> PCAModel:
-    model_dir = Path(model_dir)
-    require_file(model_dir, MODEL_FILE)
-    require_file(model_dir, META_FILE)
-    try:
-        return PCAModel(StreamingPCA.load(model_dir))
-    except (ValueError, KeyError) as exc:
-        raise ClientError(f"Cannot load the PCA model in {model_dir}: {exc}") from None
+    return PCAModel(load_estimator(model_dir, (MODEL_FILE, META_FILE), StreamingPCA.load, "PCA"))

@@ -13,12 +13,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from smalgos.errors import ClientError
-from smalgos.maths.inputs import check_features
+from smalgos.training.passes import one_pass, score_test_channel
 
 from .model import StreamingPCA
-
-METRICS_ALGORITHM = "PCA"
 
 
 def estimator_from(hp: dict) -> StreamingPCA:
@@ -38,7 +35,6 @@ def reconstruction_sse(pca: StreamingPCA, features) -> float:
 def train(job) -> None:
     hp = job.hyperparameters
     log = job.log
-    job.metrics.algorithm = METRICS_ALGORITHM
     feature_dim, batch_size = hp["feature_dim"], hp["mini_batch_size"]
     if hp["epochs"] > 1:
         log.info("PCA needs a single pass over the data: epochs=%d is accepted, one pass is made", hp["epochs"])
@@ -46,21 +42,15 @@ def train(job) -> None:
     log.info("%d feature(s) found in 'data'.", feature_dim)
     pca.begin(feature_dim)
     t_start = time.time()
-    started, seen = time.time(), 0
     update_ms = 0.0
-    for batch in job.channel("train").batches(batch_size):
-        check_features(batch.features, feature_dim, "Channel 'train'")
+
+    def fit(batch) -> None:
+        nonlocal update_ms
         t0 = time.perf_counter()
         pca.partial_fit(batch.features)
         update_ms += 1e3 * (time.perf_counter() - t0)
-        seen += len(batch)
-        if job.should_stop():
-            log.warning("Stopping early after %d records", seen)
-            break
-    if seen == 0:
-        raise ClientError("Channel 'train' holds no records")
-    job.metrics.progress(100.0)
-    job.metrics.throughput(seen / max(time.time() - started, 1e-9))
+
+    one_pass(job, "train", batch_size, feature_dim, fit)
 
     t0 = time.perf_counter()
     pca.finalize()
@@ -70,16 +60,14 @@ def train(job) -> None:
     pca.save(job.model_dir)
     serialize_ms = 1e3 * (time.perf_counter() - t0)
 
-    test = job.channel("test")
-    if test is None:
-        log.info("Test data is not provided.")
-    else:
-        sse, n = 0.0, 0
-        for batch in test.batches(batch_size):
-            check_features(batch.features, feature_dim, "Channel 'test'")
-            sse, n = sse + reconstruction_sse(pca, batch.features), n + len(batch)
-        if n == 0:
-            raise ClientError("Channel 'test' holds no records")
+    sse = 0.0
+
+    def score(batch) -> None:
+        nonlocal sse
+        sse += reconstruction_sse(pca, batch.features)
+
+    n = score_test_channel(job, batch_size, feature_dim, score)
+    if n is not None:
         log.info("Test data: %d records, mean squared reconstruction error %r", n, sse / n)
     job.metrics.metrics_json("training", {"update.time": update_ms, "finalize.time": finalize_ms,
                                           "model.serialize.time": serialize_ms}, start=t_start)

@@ -14,7 +14,6 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,20 +36,6 @@ log = logging.getLogger("smalgos")
 # ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Dataset:
-    features: np.ndarray | sp.csr_matrix
-    labels: np.ndarray
-    weights: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.features.shape[0]
-
-    @property
-    def num_features(self) -> int:
-        return self.features.shape[1]
-
-
 def _read_all(channel) -> Batch | None:
     if channel.content_type == CSV and int_param(channel.media, "label_size", 1) != 1:
         raise ClientError(f"Channel {channel.name!r}: XGBoost reads the label from the first CSV column; "
@@ -58,8 +43,8 @@ def _read_all(channel) -> Batch | None:
     return channel.read_all(batch_size=1 << 20)
 
 
-def read_channel(channel, csv_weights: bool) -> Dataset | None:
-    """Every record of a channel (one pass, File or Pipe mode), with labels and weights split off."""
+def read_channel(channel, csv_weights: bool) -> Batch | None:
+    """Every record of a channel (one pass, File or Pipe mode), with 1-D labels and weights split off."""
     batch = _read_all(channel)
     if batch is None or len(batch) == 0:
         return None
@@ -84,7 +69,7 @@ def read_channel(channel, csv_weights: bool) -> Dataset | None:
             features = features[:, 1:]
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)
-    return Dataset(features, labels, weights)
+    return Batch(features, labels, weights)
 
 
 def check_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:
@@ -110,7 +95,7 @@ def check_labels(labels: np.ndarray, objective: str, num_class: int | None, chan
         raise ClientError(f"Channel {channel!r}: {rule} (found labels from {lo:g} to {hi:g})")
 
 
-def to_dmatrix(data: Dataset, nthread: int | None = None, width: int | None = None):
+def to_dmatrix(data: Batch, nthread: int | None = None, width: int | None = None):
     import xgboost as xgb
 
     features = data.features

@@ -4,23 +4,12 @@ that behave like Pipe mode (a real pipe, fed in small pieces by another thread).
 from __future__ import annotations
 
 import io
-import logging
 import os
 import threading
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def sdk():
-    """`sagemaker.amazon.common` (writers, read_records, RecordSerializer/Deserializer)."""
-    logging.getLogger("sagemaker").setLevel(logging.ERROR)
-    logging.getLogger("sagemaker.config").setLevel(logging.ERROR)
-    from sagemaker.amazon import common
-
-    return common
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,16 @@
 """K-Means end to end through the /opt/ml contract, plus the maths core against scikit-learn."""
+import functools
 import io
 import json
-import os
 import re
-
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import algo_helpers
+from algo_helpers import csv_bytes, recordio_bytes, serving_client
 from smalgos.declaration import load_algorithm
-from smalgos.environment import ServingEnv
-from smalgos.localjob import LocalJob, PipeFeeder
-from smalgos.serving.app import create_app
-from smalgos.serving.server import load_model
-from smalgos.training.runner import run_training
 from smalgos_kmeans.model import META_FILE, MODEL_FILE, WebScaleKMeans
 
 ALGO = load_algorithm("kmeans")
@@ -28,44 +23,10 @@ POINTS = np.repeat(CORNERS, 20, axis=0)[np.random.default_rng(0).permutation(60)
 
 def sdk_hyperparameters(**kw):
     """The hyperparameters the SageMaker SDK's KMeans estimator really sends."""
-    from unittest import mock
-
-    from sagemaker import KMeans
-
-    session = mock.MagicMock(boto_region_name="us-east-1", sagemaker_config=None, local_mode=False)
-    est = KMeans(role="r", instance_count=1, instance_type="ml.c5.xlarge", sagemaker_session=session, **kw)
-    est.feature_dim, est.mini_batch_size = 2, 25
-    return est.hyperparameters()
+    return algo_helpers.sdk_hyperparameters("KMeans", feature_dim=2, mini_batch_size=25, **kw)
 
 
-def csv_bytes(x, y=None):
-    rows = x if y is None else np.column_stack([y, x])
-    return "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows).encode()
-
-
-def recordio_bytes(x, labels=None):
-    from sagemaker.amazon.common import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
-
-    buf = io.BytesIO()
-    if sp.issparse(x):
-        write_spmatrix_to_sparse_tensor(buf, x, labels)
-    else:
-        write_numpy_to_dense_tensor(buf, x, labels)
-    return buf.getvalue()
-
-
-def train_job(tmp_path, hps, channels, files, pipe=None):
-    job = LocalJob(tmp_path)
-    job.write_config(hps, channels)
-    for (ch, name), data in files.items():
-        job.add_file(ch, name, data)
-    if pipe:
-        channel, data, epochs = pipe
-        with PipeFeeder(job.paths, channel, data, epochs=epochs):
-            rc = run_training("kmeans", job.paths, install_signal_handler=False)
-    else:
-        rc = run_training("kmeans", job.paths, install_signal_handler=False)
-    return job, rc
+train_job = functools.partial(algo_helpers.train_job, "kmeans")
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +40,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(trained):
-    model = load_model(ALGO, trained.paths.model_dir)
-    return create_app(ALGO, model, ServingEnv.from_env({})).test_client()
+    return serving_client(ALGO, trained.paths.model_dir)
 
 
 def cluster_of(trained, corner):

@@ -1,21 +1,16 @@
 """PCA end to end through the /opt/ml contract, plus the maths core against scikit-learn."""
+import functools
 import io
 import json
-import os
 import re
-
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import algo_helpers
+from algo_helpers import csv_bytes, recordio_bytes, serving_client
 from smalgos.declaration import load_algorithm
-from smalgos.environment import ServingEnv
-from smalgos.localjob import LocalJob, PipeFeeder
-from smalgos.serving.app import create_app
-from smalgos.serving.server import load_model
-from smalgos.training.runner import run_training
 from smalgos_pca.model import META_FILE, MODEL_FILE, StreamingPCA
 
 ALGO = load_algorithm("pca")
@@ -28,39 +23,10 @@ POINTS = np.column_stack([1 + _a, 1 + _b, np.ones(40)]).astype(np.float32)
 
 def sdk_hyperparameters(**kw):
     """The hyperparameters the SageMaker SDK's PCA estimator really sends."""
-    from unittest import mock
-
-    from sagemaker import PCA
-
-    session = mock.MagicMock(boto_region_name="us-east-1", sagemaker_config=None, local_mode=False)
-    est = PCA(role="r", instance_count=1, instance_type="ml.c5.xlarge", sagemaker_session=session, **kw)
-    est.feature_dim, est.mini_batch_size = 3, 16
-    return est.hyperparameters()
+    return algo_helpers.sdk_hyperparameters("PCA", feature_dim=3, mini_batch_size=16, **kw)
 
 
-def csv_bytes(x):
-    return "".join(",".join(repr(float(v)) for v in r) + "\n" for r in x).encode()
-
-
-def recordio_bytes(x, labels=None):
-    from sagemaker.amazon.common import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
-
-    buf = io.BytesIO()
-    (write_spmatrix_to_sparse_tensor if sp.issparse(x) else write_numpy_to_dense_tensor)(buf, x, labels)
-    return buf.getvalue()
-
-
-def train_job(tmp_path, hps, channels, files, pipe=None):
-    job = LocalJob(tmp_path)
-    job.write_config(hps, channels)
-    for (ch, name), data in files.items():
-        job.add_file(ch, name, data)
-    if pipe:
-        with PipeFeeder(job.paths, pipe[0], pipe[1], epochs=1):
-            rc = run_training("pca", job.paths, install_signal_handler=False)
-    else:
-        rc = run_training("pca", job.paths, install_signal_handler=False)
-    return job, rc
+train_job = functools.partial(algo_helpers.train_job, "pca")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +41,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(trained):
-    return create_app(ALGO, load_model(ALGO, trained.paths.model_dir), ServingEnv.from_env({})).test_client()
+    return serving_client(ALGO, trained.paths.model_dir)
 
 
 # -- training ----------------------------------------------------------------------------------

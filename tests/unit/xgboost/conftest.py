@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import io
-import logging
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from xgb_helpers import Job  # also puts containers/xgboost on sys.path and registers Parquet
-
-
-@pytest.fixture(scope="session")
-def sdk():
-    logging.getLogger("sagemaker").setLevel(logging.ERROR)
-    logging.getLogger("sagemaker.config").setLevel(logging.ERROR)
-    from sagemaker.amazon import common
-
-    return common
 
 
 @pytest.fixture(scope="session")

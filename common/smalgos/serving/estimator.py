@@ -1,0 +1,42 @@
+"""Serving over a fitted estimator (K-Means, PCA, k-NN): request checks and model loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..artifacts import require_file
+from ..errors import ClientError
+from ..formats.batch import Batch
+from ..formats.predictions import Predictions
+from ..maths.inputs import check_features
+from .app import check_feature_count
+
+
+class EstimatorModel:
+    """What `model_loader` returns for an estimator with `n_features_in_`: each request's width and
+    values are checked, then `fields(features, accept)` gives the answer's per-record fields."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def predict(self, batch: Batch, accept=None) -> Predictions:
+        check_feature_count(batch, self.estimator.n_features_in_)
+        check_features(batch.features, None, "Request")
+        return Predictions(self.fields(batch.features, accept))
+
+    def fields(self, features, accept) -> dict:
+        raise NotImplementedError
+
+
+def load_estimator(model_dir: Path | str, files: Iterable[str], load: Callable[[Path], Any], what: str,
+                   errors: tuple[type[Exception], ...] = (ValueError, KeyError)) -> Any:
+    """`load(model_dir)` once every file in `files` is there; a load failure among `errors` becomes
+    a ClientError ("Cannot load the <what> model in <dir>: ...")."""
+    model_dir = Path(model_dir)
+    for name in files:
+        require_file(model_dir, name)
+    try:
+        return load(model_dir)
+    except errors as exc:
+        raise ClientError(f"Cannot load the {what} model in {model_dir}: {exc}") from None

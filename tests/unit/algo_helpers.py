@@ -1,0 +1,66 @@
+"""Helpers for the end-to-end tests of the recordIO-family algorithms (K-Means, PCA, k-NN): data
+as the SageMaker SDK writes it, a LocalJob trained through the /opt/ml contract, a serving client.
+Imported by name (tests/conftest.py puts tests/unit on sys.path); fixtures stay in the test modules."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from smalgos.environment import ServingEnv  # noqa: E402
+from smalgos.localjob import LocalJob, PipeFeeder  # noqa: E402
+from smalgos.serving.app import create_app  # noqa: E402
+from smalgos.serving.server import load_model  # noqa: E402
+from smalgos.training.runner import run_training  # noqa: E402
+
+
+def sdk_hyperparameters(estimator: str, feature_dim: int, mini_batch_size: int, **kw) -> dict:
+    """The hyperparameters the SageMaker SDK's `estimator` (e.g. "KMeans") really sends."""
+    from unittest import mock
+
+    cls = getattr(importlib.import_module("sagemaker"), estimator)
+    session = mock.MagicMock(boto_region_name="us-east-1", sagemaker_config=None, local_mode=False)
+    est = cls(role="r", instance_count=1, instance_type="ml.c5.xlarge", sagemaker_session=session, **kw)
+    est.feature_dim, est.mini_batch_size = feature_dim, mini_batch_size
+    return est.hyperparameters()
+
+
+def csv_bytes(x, y=None) -> bytes:
+    """CSV lines of `x`, with `y` as the first column when given."""
+    rows = x if y is None else np.column_stack([y, x])
+    return "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows).encode()
+
+
+def recordio_bytes(x, labels=None) -> bytes:
+    """recordIO-protobuf made by the SDK's own writers (dense array or sparse matrix)."""
+    from sagemaker.amazon.common import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+
+    buf = io.BytesIO()
+    (write_spmatrix_to_sparse_tensor if sp.issparse(x) else write_numpy_to_dense_tensor)(buf, x, labels)
+    return buf.getvalue()
+
+
+def train_job(algorithm: str, tmp_path, hps, channels, files, pipe=None):
+    """Write the job's config and files, train; `pipe` = (channel, data[, epochs]) feeds Pipe mode."""
+    job = LocalJob(tmp_path)
+    job.write_config(hps, channels)
+    for (ch, name), data in files.items():
+        job.add_file(ch, name, data)
+    if pipe:
+        channel, data, *rest = pipe
+        with PipeFeeder(job.paths, channel, data, epochs=rest[0] if rest else 1):
+            rc = run_training(algorithm, job.paths, install_signal_handler=False)
+    else:
+        rc = run_training(algorithm, job.paths, install_signal_handler=False)
+    return job, rc
+
+
+def serving_client(algo, model_dir):
+    """A Flask test client of the serving app over the model in `model_dir`."""
+    return create_app(algo, load_model(algo, model_dir), ServingEnv.from_env({})).test_client()
