@@ -163,3 +163,40 @@ class Endpoint:
 
 def read_json(path: Path):
     return json.loads(path.read_text())
+
+
+# ---- SageMaker SDK local mode ----------------------------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def remove_local_mode_containers(engine: Engine, root) -> None:
+    """Local mode leaves its compose containers behind; remove those whose compose project lives
+    under `root` (a test's container_root) and nothing else."""
+    out = engine("ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}',
+                 check=False).stdout
+    for line in out.splitlines():
+        cid, _, workdir = line.partition(" ")
+        if workdir.strip().startswith(str(root)):
+            engine("rm", "-f", cid, check=False)
+
+
+def model_artifact(estimator) -> Path:
+    """The local path of a fitted estimator's model.tar.gz, after checking that training really
+    succeeded: local mode exits 0 even when the container fails, so `fit` not raising proves
+    nothing. The archive must hold files and output.tar.gz no `failure`."""
+    import tarfile
+
+    model_tar = estimator.model_data
+    if isinstance(model_tar, dict):
+        model_tar = model_tar["S3DataSource"]["S3Uri"]
+    path = Path(model_tar.removeprefix("file://"))
+    assert path.name == "model.tar.gz" and path.exists(), model_tar
+    output = path.parent / "output.tar.gz"
+    if output.exists():
+        with tarfile.open(output) as tar:
+            failure = next((m for m in tar.getmembers() if m.name.endswith("failure")), None)
+            assert failure is None, tar.extractfile(failure).read()[:2000].decode(errors="replace")
+    with tarfile.open(path) as tar:
+        assert tar.getnames(), "model.tar.gz is empty: training failed (local mode does not raise)"
+    return path

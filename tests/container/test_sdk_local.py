@@ -8,70 +8,14 @@ reads the artifacts (model.tar.gz holds the model; output.tar.gz holds no `failu
 
 from __future__ import annotations
 
-import os
 import shutil
-import tarfile
 
 import numpy as np
 import pytest
 
-from .helpers import DATA, free_port, hyperparameters, load_split, skip_or_fail
+from .helpers import DATA, ROLE, hyperparameters, load_split, model_artifact
 
 pytestmark = pytest.mark.container
-
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-
-
-def _remove_local_mode_containers(engine, root) -> None:
-    """Local mode leaves its compose containers behind; remove those whose compose project lives
-    under this test's container_root (and nothing else)."""
-    out = engine("ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}',
-                 check=False).stdout
-    for line in out.splitlines():
-        cid, _, workdir = line.partition(" ")
-        if workdir.strip().startswith(str(root)):
-            engine("rm", "-f", cid, check=False)
-
-
-@pytest.fixture(scope="module")
-def sdk_env(tmp_path_factory, engine):
-    """Environment local mode needs, without AWS: region, dummy credentials, telemetry off."""
-    if not shutil.which("docker-compose") and not shutil.which("docker"):
-        skip_or_fail("SageMaker local mode needs docker-compose (or `docker compose`)")
-    if not os.path.exists("/var/run/docker.sock") and not os.environ.get("DOCKER_HOST"):
-        skip_or_fail("SageMaker local mode needs a Docker API (DOCKER_HOST or /var/run/docker.sock)")
-    tmp = tmp_path_factory.mktemp("sdk")
-    config = tmp / "sagemaker-config.yaml"
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
-    values = {
-        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield tmp
-    finally:
-        _remove_local_mode_containers(engine, tmp)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def session(sdk_env):
-    from sagemaker.local import LocalSession
-
-    sess = LocalSession()
-    sess.config = {"local": {"local_code": True, "container_root": str(sdk_env),
-                             "serving_port": free_port()}}
-    return sess
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +35,8 @@ def estimator(session, sdk_env, image):
     return est
 
 
-def test_fit_writes_model_artifacts(estimator, sdk_env):
-    model_tar = estimator.model_data
-    if isinstance(model_tar, dict):
-        model_tar = model_tar["S3DataSource"]["S3Uri"]
-    path = model_tar.removeprefix("file://")
-    assert path.endswith("model.tar.gz") and os.path.exists(path), model_tar
-    with tarfile.open(path) as tar:
-        names = tar.getnames()
-    assert names, "model.tar.gz is empty: training failed (local mode does not raise)"
-    output = os.path.join(os.path.dirname(path), "output.tar.gz")
-    if os.path.exists(output):
-        with tarfile.open(output) as tar:
-            assert not any(n.endswith("failure") for n in tar.getnames()), tar.extractfile(
-                next(m for m in tar.getmembers() if m.name.endswith("failure"))).read()[:1000]
+def test_fit_writes_model_artifacts(estimator):
+    model_artifact(estimator)
 
 
 def test_deploy_and_predict_csv_json_and_recordio(estimator):
@@ -113,7 +45,8 @@ def test_deploy_and_predict_csv_json_and_recordio(estimator):
     from sagemaker.serializers import CSVSerializer
 
     X, y = load_split("test")
-    predictor = estimator.deploy(initial_instance_count=1, instance_type="local")
+    # wait=False: local create_endpoint already waits for /ping; wait=True adds a fixed 30 s sleep.
+    predictor = estimator.deploy(initial_instance_count=1, instance_type="local", wait=False)
     try:
         predictor.serializer = CSVSerializer()
         predictor.deserializer = JSONDeserializer()
