@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from .helpers import ROOT
+from .helpers import ROOT, skip_or_fail
 
 ALGORITHMS = sorted(p.parent.name for p in (ROOT / "containers").glob("*/Dockerfile"))
 
@@ -57,7 +57,7 @@ def test_every_variant_has_requirements(algo):
 
 def test_compose_file_is_valid():
     if not shutil.which("docker-compose"):
-        pytest.skip("docker-compose not installed")
+        skip_or_fail("docker-compose not installed")
     out = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "ALGO": "kmeans"})
     assert out.returncode == 0, out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -13,7 +14,7 @@ from ..maths.inputs import check_features
 from .app import check_feature_count
 
 
-class EstimatorModel:
+class EstimatorModel(ABC):
     """What `model_loader` returns for an estimator with `n_features_in_`: each request's width and
     values are checked, then `fields(features, accept)` gives the answer's per-record fields."""
 
@@ -25,8 +26,9 @@ class EstimatorModel:
         check_features(batch.features, None, "Request")
         return Predictions(self.fields(batch.features, accept))
 
+    @abstractmethod
     def fields(self, features, accept) -> dict:
-        raise NotImplementedError
+        """The answer's fields, each an (n,) or (n, k) array."""
 
 
 def load_estimator(model_dir: Path | str, files: Iterable[str], load: Callable[[Path], Any], what: str,
