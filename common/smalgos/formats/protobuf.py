@@ -245,99 +245,88 @@ class _Irregular(Exception):
     """The records are not all in the SDK's layout: use the general path."""
 
 
-def _scan(u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
-    top = u8.size - 1
-    ok = np.ones(starts.size, bool)
+class _Scanner:
+    """Vectorised checks over many records at once: every method reads the same field position
+    in all records and clears `ok` for those whose bytes do not fit the SDK's layout."""
 
-    def at(p):
-        return u8[np.minimum(p, top)]
+    def __init__(self, u8: np.ndarray, n: int):
+        self.u8, self.top = u8, u8.size - 1
+        self.ok = np.ones(n, bool)
 
-    def need(pos, tag, limit):
-        nonlocal ok
-        ok &= at(pos) == tag
-        length, nb, bad = _read_varints_at(u8, pos + 1)
-        ok &= ~bad
+    def at(self, pos):
+        return self.u8[np.minimum(pos, self.top)]
+
+    def need(self, pos, tag, limit):
+        self.ok &= self.at(pos) == tag
+        length, nb, bad = _read_varints_at(self.u8, pos + 1)
+        self.ok &= ~bad
         begin = pos + 1 + nb
         end = begin + length
-        ok &= end <= limit
+        self.ok &= end <= limit
         return begin, end
 
-    def optional(pos, tag, limit):
-        nonlocal ok
-        present = (pos < limit) & (at(pos) == tag)
-        length, nb, bad = _read_varints_at(u8, pos + 1)
-        ok &= ~(present & bad)
+    def optional(self, pos, tag, limit):
+        present = (pos < limit) & (self.at(pos) == tag)
+        length, nb, bad = _read_varints_at(self.u8, pos + 1)
+        self.ok &= ~(present & bad)
         begin = np.where(present, pos + 1 + nb, pos)
         end = np.where(present, begin + length, pos)
-        ok &= end <= limit
+        self.ok &= end <= limit
         return begin, end, end
 
-    def values_key(pos):
-        nonlocal ok
-        idx = np.minimum(pos[:, None] + np.arange(8), top)
-        ok &= (u8[idx] == _VALUES_KEY_ARR).all(axis=1)
+    def values_key(self, pos):
+        idx = np.minimum(pos[:, None] + np.arange(8), self.top)
+        self.ok &= (self.u8[idx] == _VALUES_KEY_ARR).all(axis=1)
         return pos + 8
 
-    def tensor_tag(pos):
-        nonlocal ok
-        tag = at(pos)
-        ok &= (tag == _F32) | (tag == _F64) | (tag == _I32)
+    def tensor_tag(self, pos):
+        tag = self.at(pos)
+        self.ok &= (tag == _F32) | (tag == _F64) | (tag == _I32)
         return tag
 
+
+def _scan(u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
+    sc = _Scanner(u8, starts.size)
     # features: 0A len { 0A 06 "values"  12 len { T len { [0A vals] [12 keys] [1A shape] } } }
-    f_begin, f_end = need(starts, 0x0A, ends)
-    pos = values_key(f_begin)
-    v_begin, v_end = need(pos, 0x12, f_end)
-    ftag = tensor_tag(v_begin)
-    t_begin, t_end = need(v_begin, ftag, v_end)
-    vals_b, vals_e, pos = optional(t_begin, 0x0A, t_end)
-    keys_b, keys_e, pos = optional(pos, 0x12, t_end)
-    shp_b, shp_e, pos = optional(pos, 0x1A, t_end)
-    ok &= (pos == t_end) & (t_end == v_end) & (v_end == f_end)
+    f_begin, f_end = sc.need(starts, 0x0A, ends)
+    pos = sc.values_key(f_begin)
+    v_begin, v_end = sc.need(pos, 0x12, f_end)
+    ftag = sc.tensor_tag(v_begin)
+    t_begin, t_end = sc.need(v_begin, ftag, v_end)
+    vals_b, vals_e, pos = sc.optional(t_begin, 0x0A, t_end)
+    keys_b, keys_e, pos = sc.optional(pos, 0x12, t_end)
+    shp_b, shp_e, pos = sc.optional(pos, 0x1A, t_end)
+    sc.ok &= (pos == t_end) & (t_end == v_end) & (v_end == f_end)
     # label (optional): 12 len { 0A 06 "values" 12 len { T len { 0A vals } } }
-    has_label = (f_end < ends) & (at(f_end) == 0x12)
+    has_label = (f_end < ends) & (sc.at(f_end) == 0x12)
     result = dict(ftag=ftag, vals=(vals_b, vals_e), keys=(keys_b, keys_e), shape=(shp_b, shp_e),
                   has_label=has_label)
-    ok &= has_label | (f_end == ends)
+    sc.ok &= has_label | (f_end == ends)
     if has_label.any():
         sub = np.flatnonzero(has_label)
-        inner = _scan_label(u8, f_end[sub], ends[sub], at, _read_varints_at)
+        inner = _scan_label(u8, f_end[sub], ends[sub])
         if inner is None:
             raise _Irregular
         n = starts.size
         ltag, lb, le = np.zeros(n, np.uint8), np.zeros(n, np.int64), np.zeros(n, np.int64)
         ltag[sub], lb[sub], le[sub] = inner
         result.update(ltag=ltag, lvals=(lb, le))
-    if not ok.all():
+    if not sc.ok.all():
         raise _Irregular
     if not (ftag == ftag[0]).all():
         raise _Irregular
     return result
 
 
-def _scan_label(u8, starts, ends, at, read):
-    ok = np.ones(starts.size, bool)
-
-    def need(pos, tag, limit):
-        nonlocal ok
-        ok &= at(pos) == tag
-        length, nb, bad = read(u8, pos + 1)
-        ok &= ~bad
-        begin = pos + 1 + nb
-        end = begin + length
-        ok &= end <= limit
-        return begin, end
-
-    top = u8.size - 1
-    l_begin, l_end = need(starts, 0x12, ends)
-    ok &= (u8[np.minimum(l_begin[:, None] + np.arange(8), top)] == _VALUES_KEY_ARR).all(axis=1)
-    v_begin, v_end = need(l_begin + 8, 0x12, l_end)
-    tag = at(v_begin)
-    ok &= (tag == _F32) | (tag == _F64) | (tag == _I32)
-    t_begin, t_end = need(v_begin, tag, v_end)
-    vb, ve = need(t_begin, 0x0A, t_end)
-    ok &= (ve == t_end) & (t_end == v_end) & (v_end == l_end) & (l_end == ends)
-    if not ok.all() or not (tag == tag[0]).all():
+def _scan_label(u8, starts, ends):
+    sc = _Scanner(u8, starts.size)
+    l_begin, l_end = sc.need(starts, 0x12, ends)
+    v_begin, v_end = sc.need(sc.values_key(l_begin), 0x12, l_end)
+    tag = sc.tensor_tag(v_begin)
+    t_begin, t_end = sc.need(v_begin, tag, v_end)
+    vb, ve = sc.need(t_begin, 0x0A, t_end)
+    sc.ok &= (ve == t_end) & (t_end == v_end) & (v_end == l_end) & (l_end == ends)
+    if not sc.ok.all() or not (tag == tag[0]).all():
         return None
     return tag, vb, ve
 
