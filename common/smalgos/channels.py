@@ -72,6 +72,14 @@ def rebatch(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
         yield Batch.concat(pending)
 
 
+def _check_same_width(channel: str, earlier: list[tuple[Path, Batch]], batch: Batch, path: Path) -> None:
+    if earlier and not batch.is_sparse and not earlier[0][1].is_sparse:
+        first, seen = earlier[0]
+        if seen.num_features != batch.num_features:
+            raise ClientError(f"Channel {channel!r}: {path} has {batch.num_features} feature column(s) but {first} "
+                              f"has {seen.num_features}: every file of a channel needs the same columns")
+
+
 def _slice(batch: Batch, start: int, stop: int) -> Batch:
     return Batch(
         batch.features[start:stop],
@@ -148,8 +156,11 @@ class ChannelInput:
                 yield from self._unwrap(source, _open_maybe_gzip(raw))
             return
         for path in self.files():
-            with open(path, "rb", buffering=0) as raw:
-                yield from self._unwrap(str(path), _open_maybe_gzip(raw))
+            yield from self._file_streams(path)
+
+    def _file_streams(self, path: Path) -> Iterator[tuple[str, BinaryIO]]:
+        with open(path, "rb", buffering=0) as raw:
+            yield from self._unwrap(str(path), _open_maybe_gzip(raw))
 
     def _unwrap(self, source: str, stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
         """With RecordWrapperType=RecordIO each S3 object arrives as one RecordIO record."""
@@ -168,11 +179,24 @@ class ChannelInput:
 
         def decoded() -> Iterator[Batch]:
             for source, stream in self.streams():
-                yield from self.decoder.iter_batches(
-                    stream, self.media, default_label_size=self.default_label_size,
-                    batch_size=batch_size, source=source, **self.decoder_options)
+                yield from self._decode(source, stream, batch_size)
 
         return rebatch(decoded(), batch_size)
+
+    def _decode(self, source: str, stream: BinaryIO, batch_size: int) -> Iterator[Batch]:
+        return self.decoder.iter_batches(stream, self.media, default_label_size=self.default_label_size,
+                                         batch_size=batch_size, source=source, **self.decoder_options)
+
+    def _whole_file(self, path: Path) -> Batch | None:
+        """A plain file read in one call of a decoder's `read_file` (CSV: pandas over the path), when
+        the decoder has one and the file is neither gzip nor RecordIO-wrapped; else None."""
+        read_file = getattr(self.decoder, "read_file", None)
+        if read_file is None or self.config.record_wrapper == "RecordIO":
+            return None
+        with open(path, "rb") as f:
+            if f.read(2) == GZIP_MAGIC:
+                return None
+        return read_file(path, self.media, default_label_size=self.default_label_size, **self.decoder_options)
 
     def read_sample(self, n: int, batch_size: int = 10_000) -> Batch | None:
         """The first `n` records (one pass in Pipe mode, closed early). None if the channel is empty."""
@@ -193,6 +217,24 @@ class ChannelInput:
         return _slice(merged, 0, min(n, len(merged)))
 
     def read_all(self, batch_size: int = 100_000) -> Batch | None:
-        """Every record of one pass, in memory. None if the channel is empty."""
-        parts = list(self.batches(batch_size))
+        """Every record of one pass, in memory. None if the channel is empty.
+
+        In File mode a decoder with a whole-file reader reads each plain file at once; a file it
+        declines (not a clean table) is streamed, which names the fault."""
+        if self.is_pipe:
+            parts = list(self.batches(batch_size))
+        else:
+            parts = []
+            for path in self.files():
+                whole = self._whole_file(path)
+                pieces = [whole] if whole is not None else list(self._decode_file(path, batch_size))
+                if pieces:
+                    whole = Batch.concat(pieces)
+                    _check_same_width(self.name, parts, whole, path)
+                    parts.append((path, whole))
+            parts = [b for _, b in parts]
         return Batch.concat(parts) if parts else None
+
+    def _decode_file(self, path: Path, batch_size: int) -> Iterator[Batch]:
+        for source, stream in self._file_streams(path):
+            yield from (b for b in self._decode(source, stream, batch_size) if len(b))

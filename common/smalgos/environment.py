@@ -133,6 +133,12 @@ class ServingEnv:
     def max_payload_bytes(self) -> int:
         return self.max_payload_mb * 1024 * 1024
 
+    @property
+    def threads_per_worker(self) -> int:
+        """The cores each worker may use: one with the default one worker per core, more when
+        fewer workers are asked for (a large model): cores // workers."""
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
 
 def algorithm_name(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ

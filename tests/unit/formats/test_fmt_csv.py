@@ -128,11 +128,22 @@ def test_encoder_one_line_per_record():
     preds = Predictions({"predicted_label": np.array([1, 0]),
                          "score": np.array([0.3, 0.7], np.float32),
                          "probs": np.array([[0.1, np.nan], [1e-7, 2.5e10]], np.float32)})
-    assert CSVEncoder().encode(preds) == b"1.0,0.3,0.1,nan\n0.0,0.7,1e-07,25000000000.0\n"
+    assert CSVEncoder().encode(preds) == b"1.0,0.3,0.1,nan\n0.0,0.7,1e-7,25000000000.0\n"
     assert CSVEncoder().encode(Predictions({"score": np.zeros(0)})) == b""
 
 
-# -- large bodies take pandas' C parser: the same answers and the same messages ------------------
+# -- large bodies take Arrow's reader (pandas' where pyarrow is absent): same answers, same messages --
+
+@pytest.fixture(params=["arrow", "pandas"])
+def engine(request, monkeypatch):
+    import smalgos.formats.csv as csvmod
+
+    if request.param == "pandas":
+        monkeypatch.setattr(csvmod, "_arrow_csv", lambda: None)
+    else:
+        assert csvmod._arrow_csv() is not None, "pyarrow is a test dependency (the xgboost extra)"
+    return request.param
+
 
 def _large(rows: int = 20000) -> tuple[np.ndarray, bytes]:
     x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4) / 8
@@ -141,21 +152,75 @@ def _large(rows: int = 20000) -> tuple[np.ndarray, bytes]:
     return x, body
 
 
-def test_large_body_parses_like_a_small_one():
+def test_large_body_parses_like_a_small_one(engine):
     x, body = _large()
     b = parse_csv(body, label_size=1)
     np.testing.assert_array_equal(b.labels, x[:, 0])
     np.testing.assert_array_equal(b.features, x[:, 1:])
 
 
+def test_large_body_missing_values_blank_lines_crlf_and_spaces(engine):
+    x, body = _large()
+    lines = body.split(b"\n")
+    lines[5] = b"1.5,,nan, 2"
+    lines[7] = b",NaN,-inf,inf"
+    lines.insert(9, b"")
+    text = b"\n\n" + b"\r\n".join(lines)
+    import smalgos.formats.csv as csvmod
+
+    assert csvmod._parse_large(text) is not None  # read by the engine itself, not the slow fallback
+    b = parse_csv(text, label_size=0)
+    want = x.copy()
+    want[5] = [1.5, np.nan, np.nan, 2]
+    want[7] = [np.nan, np.nan, -np.inf, np.inf]
+    np.testing.assert_array_equal(b.features, want)
+    # one rounding for every engine: text -> float64 -> float32, as Python's float() and numpy
+    odd = b"\n".join([b"0.1000000014901161193847656250000001,1"] * 5000) + b"\n"
+    assert len(odd) >= LARGE_BODY
+    assert parse_csv(odd).features[0, 0] == np.float32(float("0.1000000014901161193847656250000001"))
+
+
 @pytest.mark.parametrize("line, fragment", [
     (b"1,2,3", "line 10001 has 3 columns, but line 1 has 4"),
     (b"1,2,3,4,5", "line 10001 has 5 columns, but line 1 has 4"),
     (b"1,2,x,4", "line 10001, column 3: 'x' is not a number"),
+    (b'1,2,"3",4', "line 10001, column 3: '\"3\"' is not a number"),
+    (b"1,NA,3,4", "line 10001, column 2: 'NA' is not a number"),
 ])
-def test_large_body_faults_are_named(line, fragment):
+def test_large_body_faults_are_named(engine, line, fragment):
     _, body = _large()
     lines = body.split(b"\n")
     lines[10000] = line
     with pytest.raises(ClientError, match=re.escape(fragment)):
         parse_csv(b"\n".join(lines), source="big.csv")
+
+
+# -- whole files (File mode training channels): one pandas read of the path -----------------------
+
+def test_whole_file_reader_equals_the_streaming_decoder(tmp_path):
+    from smalgos.formats.csv import read_csv_file
+
+    x, body = _large()
+    lines = body.split(b"\n")
+    lines[3] = b"1,,3,nan"
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\n".join(lines))
+    whole = read_csv_file(path, label_size=1)
+    streamed = DEC.iter_batches(io.BytesIO(path.read_bytes()), parse_media_type("text/csv"),
+                                default_label_size=1, batch_size=10 ** 6)
+    streamed = next(streamed)
+    np.testing.assert_array_equal(whole.features, streamed.features)
+    np.testing.assert_array_equal(whole.labels, streamed.labels)
+
+
+@pytest.mark.parametrize("line", [b"1,2,3", b"1,2,x,4", b"a,b,c,d"])
+def test_whole_file_reader_declines_what_it_cannot_read_cleanly(tmp_path, line):
+    """None sends the file to the streaming decoder, whose message names the line."""
+    from smalgos.formats.csv import read_csv_file
+
+    _, body = _large()
+    lines = body.split(b"\n")
+    lines[0 if line.startswith(b"a") else 500] = line
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"\n".join(lines))
+    assert read_csv_file(path, label_size=1) is None

@@ -113,7 +113,7 @@ PREDS = Predictions({"closest_cluster": np.array([0, 2]),
 def test_json_encoder_exact_text():
     out = JSONEncoder().encode(PREDS)
     assert out == (b'{"predictions": [{"closest_cluster": 0.0, "distance_to_cluster": 7.6, "v": [0.1, null]}, '
-                   b'{"closest_cluster": 2.0, "distance_to_cluster": 0.3, "v": [null, 1e-05]}]}')
+                   b'{"closest_cluster": 2.0, "distance_to_cluster": 0.3, "v": [null, 0.00001]}]}')
     assert json.loads(out)["predictions"][1]["closest_cluster"] == 2.0
 
 

@@ -67,7 +67,7 @@ def test_every_request_type_predicts_what_xgboost_predicts(trained, to_protobuf,
     assert r.status_code == 200, r.data
     got = np.array([p["score"] for p in r.get_json()["predictions"]], dtype=np.float32)
     dm = xgb.DMatrix(sp.csr_matrix(X) if ctype == "text/libsvm" else X)
-    np.testing.assert_allclose(got, booster.predict(dm), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, booster.predict(dm))  # bit for bit
 
 
 def test_accept_types_and_default(trained):

@@ -285,3 +285,43 @@ def test_early_stopping_with_other_boosters_trains_and_serves(booster):
     assert b.attr("best_iteration") is not None
     model = XGBoostModel([b], ServingEnv.from_env({}))
     assert model.raw_predict(Batch(X[:5])).shape == (5,)
+
+
+def test_csv_channel_of_several_files_plain_and_gzip_trains_as_one_table(job, tmp_path):
+    """File mode reads each plain CSV file whole (one pandas read of the path) and streams gzip
+    files: the model is the one plain XGBoost trains on all rows in order."""
+    import gzip
+
+    X, y = make_data("binary:logistic", n=3000, missing=0.05)
+    parts = [slice(0, 1000), slice(1000, 2000), slice(2000, 3000)]
+    files = {("train", "a/part-0.csv"): to_csv(X[parts[0]], y[parts[0]]),
+             ("train", "a/part-1.csv.gz"): gzip.compress(to_csv(X[parts[1]], y[parts[1]])),
+             ("train", "b/part-2.csv"): to_csv(X[parts[2]], y[parts[2]])}
+    job.setup({"num_round": ROUNDS, "objective": "binary:logistic", **COMMON}, {"train": {"ContentType": "text/csv"}},
+              files)
+    assert job.run() == 0, job.failure
+    assert_same_predictions(job.booster(), peer({"objective": "binary:logistic"}, X, y), X)
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (b"1,0.5,0.25\n", "part-1.csv: line 3 has 3 columns, but line 1 has 7"),
+    (b"1,0.5,x,0,0,0,0\n", "part-1.csv: line 3, column 3: 'x' is not a number"),
+])
+def test_csv_fault_in_a_large_file_names_file_line_and_column(job, bad, fragment):
+    X, y = make_data("reg:squarederror", n=4000)
+    body = to_csv(X, y).split(b"\n")
+    body[2] = bad.rstrip(b"\n")
+    job.setup({"num_round": 2}, {"train": {"ContentType": "text/csv"}},
+              {("train", "part-0.csv"): to_csv(X, y), ("train", "part-1.csv"): b"\n".join(body)})
+    assert job.run() == 1
+    assert job.failure.startswith("ClientError:") and fragment in job.failure, job.failure
+
+
+def test_csv_files_of_different_widths_are_named(job):
+    X, y = make_data("reg:squarederror", n=50)
+    job.setup({"num_round": 2}, {"train": {"ContentType": "text/csv"}},
+              {("train", "part-0.csv"): to_csv(X, y), ("train", "part-1.csv"): to_csv(X[:, :4], y)})
+    assert job.run() == 1
+    first = job.failure.splitlines()[0]
+    assert first.startswith("ClientError: Channel 'train':") and "part-1.csv has 4 feature column(s)" in first
+    assert "part-0.csv" in first and "has 6" in first
