@@ -2,6 +2,7 @@
 
     python bench/bench_xgboost.py                     # both parts, about 3-4 min on 2 cores
     python bench/bench_xgboost.py --part train --rows 200000 --pandas
+    python bench/bench_xgboost.py --part serve --workers 2 --clients 4   # saturated, 2 workers each
 
 Training (goal: ours <= 1.05x the peer, ingestion included). The same CSV file (label first, no
 header, `--rows` x `--features`, float32 values) and the same parameters
@@ -19,8 +20,10 @@ Serving (goal: ours >= 3x MLflow's requests/s). The trained model, served with o
   ours:   `python -m smalgos.cli serve` (gunicorn + the spine's Flask app + smalgos_xgboost);
   mlflow: the model saved with `mlflow.xgboost.save_model`, served by the command
           `mlflow models serve --env-manager local` runs (`uvicorn mlflow.pyfunc.scoring_server.app:app`).
-One client, one keep-alive connection per server, requests back to back, the servers taking turns
-in 0.25 s slices for `--seconds` each (so that load from elsewhere on the machine hits all alike):
+`--workers` worker processes each (default 1). Default: one client, one connection per server,
+requests back to back, the servers taking turns in 0.25 s slices for `--seconds` each (so that load
+from elsewhere on the machine hits all alike). `--clients N`: N concurrent clients, each on its own
+keep-alive connection, the servers taking turns in 1 s slices (saturated throughput). Bodies:
 single-row and 1000-row CSV bodies (6 significant digits; MLflow's CSV carries a header row, ours
 none: each in its own convention), JSON answers from all (`Accept: application/json`; MLflow
 answers JSON only), checked equal to `Booster.predict` first.
@@ -239,7 +242,7 @@ def bench_serving(args, work: Path) -> dict:
     bodies = {"1 row": rows[:1], "1000 rows": rows}
     servers = {}  # label -> (port, process, headers, header row?)
     base_env = {**os.environ, "SMALGOS_ALGORITHM": "xgboost", "SAGEMAKER_BASE_DIR": str(work),
-                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                "SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers),
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "common"), str(ROOT / "containers" / "xgboost"),
                                                os.environ.get("PYTHONPATH", "")])}
     # ours: the `serve` program as the image runs it.
@@ -258,7 +261,10 @@ def bench_serving(args, work: Path) -> dict:
                 with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
                     mlflow.xgboost.save_model(booster, str(mlflow_dir))
             port = free_port()
-            cmd, env = scoring_server.get_cmd(str(mlflow_dir), port=port, host="127.0.0.1", nworkers=1)
+            cmd, env = scoring_server.get_cmd(str(mlflow_dir), port=port, host="127.0.0.1", nworkers=args.workers)
+            # The thread budget ours sets itself (cores // workers), given to MLflow's workers too:
+            # without it two MLflow workers oversubscribe the cores with OpenMP threads.
+            env = {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.workers))}
             servers["mlflow"] = (port, start(cmd, env, port, "/ping"), {"Content-Type": "text/csv"}, True)
         except ImportError as exc:
             print(f"  MLflow not available ({exc}): ours only", flush=True)
@@ -276,22 +282,10 @@ def bench_serving(args, work: Path) -> dict:
                 got = np.array([g["score"] if isinstance(g, dict) else g for g in got], dtype=np.float32)
                 np.testing.assert_allclose(got, want, atol=1e-6)  # every server gives the same answer
                 conns[label] = (conn, body, headers, [])
-            # Interleave short slices so that load from others on the machine hits every server alike.
-            slices = max(1, int(args.seconds / 0.25))
-            for _ in range(slices):
-                for label, (conn, body, headers, lat) in conns.items():
-                    end = time.perf_counter() + 0.25
-                    while time.perf_counter() < end:
-                        t = time.perf_counter()
-                        conn.request("POST", "/invocations", body=body, headers=headers)
-                        r = conn.getresponse()
-                        r.read()
-                        assert r.status == 200
-                        lat.append(time.perf_counter() - t)
-            res = {}
-            for label, (conn, _, _, lat) in conns.items():
-                conn.close()
-                res[label] = {"rps": round(len(lat) / sum(lat), 1), "p50_ms": round(float(np.median(lat)) * 1e3, 2)}
+            if args.clients == 1:
+                res = sequential(conns, args.seconds)
+            else:
+                res = concurrent(servers, conns, args.clients, args.seconds)
             if "mlflow" in res:
                 res["speedup_vs_mlflow"] = {k: round(res[k]["rps"] / res["mlflow"]["rps"], 2)
                                             for k in ("ours",)}
@@ -303,6 +297,65 @@ def bench_serving(args, work: Path) -> dict:
             stop(proc)
 
 
+def sequential(conns: dict, seconds: float) -> dict:
+    """One client, back to back; servers take turns in 0.25 s slices so that load from others on the
+    machine hits every server alike. requests/s = requests / time spent waiting for answers."""
+    slices = max(1, int(seconds / 0.25))
+    for _ in range(slices):
+        for label, (conn, body, headers, lat) in conns.items():
+            end = time.perf_counter() + 0.25
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 200
+                lat.append(time.perf_counter() - t)
+    res = {}
+    for label, (conn, _, _, lat) in conns.items():
+        conn.close()
+        res[label] = {"rps": round(len(lat) / sum(lat), 1), "p50_ms": round(float(np.median(lat)) * 1e3, 2)}
+    return res
+
+
+def concurrent(servers: dict, conns: dict, clients: int, seconds: float) -> dict:
+    """`clients` threads, each on its own keep-alive connection, keep one server busy for 1 s, then
+    the next server; turns repeat until each server has had `seconds`. requests/s = answers / s."""
+    import threading
+
+    counts = {label: 0 for label in conns}
+    elapsed = {label: 0.0 for label in conns}
+
+    def client(port, body, headers, stop_at, out):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        n = 0
+        while time.perf_counter() < stop_at:
+            conn.request("POST", "/invocations", body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+            n += 1
+        conn.close()
+        out.append(n)
+
+    for _ in range(max(1, int(seconds))):
+        for label, (conn, body, headers, _) in conns.items():
+            port = servers[label][0]
+            out: list[int] = []
+            start = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(port, body, headers, start + 1.0, out))
+                       for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed[label] += time.perf_counter() - start
+            counts[label] += sum(out)
+    for conn, *_ in conns.values():
+        conn.close()
+    return {label: {"rps": round(counts[label] / elapsed[label], 1)} for label in conns}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("all", "train", "serve"), default="all")
@@ -312,6 +365,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pandas", action="store_true", help="also time pandas.read_csv as the peer's ingestion")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes, the same for each server")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="1: one client, back to back (latency-bound); more: that many concurrent clients")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")

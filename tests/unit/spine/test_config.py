@@ -76,3 +76,11 @@ def test_serving_env_defaults_and_overrides():
                                "SAGEMAKER_BATCH_STRATEGY": "SingleRecord"})
     assert (env.port, env.workers, env.batch, env.max_payload_bytes, env.batch_strategy) == \
         (9000, 3, True, 20 * 1024 * 1024, "SINGLE_RECORD")
+
+
+@pytest.mark.parametrize("cpus, workers, threads", [(8, None, 1), (8, "2", 4), (8, "3", 2), (2, "1", 2), (2, "4", 1)])
+def test_threads_per_worker_share_the_cores(monkeypatch, cpus, workers, threads):
+    """One worker per core (the default) gets one thread each; fewer workers get the rest."""
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    env = ServingEnv.from_env({} if workers is None else {"SAGEMAKER_MODEL_SERVER_WORKERS": workers})
+    assert env.threads_per_worker == threads
