@@ -24,8 +24,8 @@ from smalgos.errors import ClientError, PlatformError
 from smalgos.formats.batch import Batch
 from smalgos.formats.media import CSV, int_param
 
-from . import checkpoints, custom_metrics
-from .model_io import booster_from_bytes, booster_to_bytes, write_model
+from . import checkpoints, custom_metrics, kfold
+from .model_io import MODEL_FILE, booster_from_bytes, booster_to_bytes, write_model
 from .params import TrainingPlan, maximize, training_plan  # noqa: F401 (training_plan re-exported)
 
 log = logging.getLogger("smalgos")
@@ -282,8 +282,6 @@ def train(job) -> None:
             raise ClientError(f"tree_method=gpu_hist needs a GPU: {why}. Use the CPU tree_method 'hist' (or "
                               "'auto'), or run the GPU image on a GPU instance (ml.g4dn, ml.g5, ml.p3, ...)")
         log.info("Training on the GPU (tree_method=hist, device=cuda)")
-    if plan.kfold:
-        raise ClientError("k-fold cross-validation (_kfold) is not supported by this image yet")
     if job.hyperparameters.get("use_dask_gpu_training"):
         log.warning("use_dask_gpu_training: this image trains on one GPU in one process (no Dask cluster)")
 
@@ -304,6 +302,9 @@ def train(job) -> None:
             log.warning("Channel 'validation' holds no records: training without it")
         else:
             check_labels(validation.labels, plan.objective, plan.num_class, "validation")
+    if plan.kfold:
+        _cross_validate(job, plan, data, validation, nthread)
+        return
     try:
         dtrain = to_dmatrix(data, nthread)
         dval = to_dmatrix(validation, nthread, width=data.num_features) if validation is not None else None
@@ -329,3 +330,25 @@ def train(job) -> None:
     log.info("Model written to %s (%d trees, XGBoost UBJSON format)", path,
              booster.num_boosted_rounds() * max(1, plan.num_class or 1))
 
+
+
+def _cross_validate(job, plan: TrainingPlan, data: Batch, validation: Batch | None, nthread) -> None:
+    """`_kfold`: train and validation joined, one model per fold, saved as xgboost-model-<i>."""
+    if validation is not None:
+        if not data.is_sparse and not validation.is_sparse and validation.num_features != data.num_features:
+            raise ClientError(f"Channel 'validation' has {validation.num_features} features per record but 'train' "
+                              f"has {data.num_features}: both channels need the same columns")
+        data = Batch.concat([data, validation])
+    if job.paths.checkpoint_config_file.exists():
+        log.warning("Checkpoints are not written in k-fold cross-validation mode (_kfold)")
+    boosters = kfold.cross_validate(
+        plan, data, fit=lambda p, dtrain, dheld, printer: fit(p, dtrain, dheld, should_stop=job.should_stop,
+                                                               printer=printer),
+        to_dmatrix=lambda d: to_dmatrix(d, nthread), output_data_dir=job.paths.output_data_dir, printer=_print,
+        should_stop=job.should_stop)
+    if not job.resources.is_master or (job.should_stop() and not plan.save_model_on_termination):
+        return
+    for i, booster in enumerate(boosters):
+        write_model(booster, job.model_dir, f"{MODEL_FILE}-{i}")
+    log.info("%d cross-validation model(s) written to %s as %s-<fold> (served as one ensemble)", len(boosters),
+             job.model_dir, MODEL_FILE)
