@@ -92,18 +92,21 @@ def test_sigterm_stops_training(engine, image, tmp_path):
     assert code != 0
 
 
-def test_two_hosts_with_docker_compose(engine, image, tmp_path):
-    """docker-compose.yml's algo-1/algo-2: one network, one resourceconfig.json each."""
+@pytest.mark.parametrize("algo", ["linear-learner", "xgboost"])
+def test_two_hosts_with_docker_compose(engine, algo_image, tmp_path, algo):
+    """docker-compose.yml's algo-1/algo-2: one network, one resourceconfig.json each. XGBoost's two
+    hosts form one cluster (the tracker on algo-1) and print the same metrics."""
     from smalgos.localjob import LocalJob
 
     if not _compose_available():
         skip_or_fail("docker-compose not installed")
+    image = algo_image(algo)
     job = LocalJob(tmp_path / "opt_ml")
-    job.write_config(hyperparameters(epochs=3), {"train": {"ContentType": "text/csv"}})
+    hps = hyperparameters(epochs=3) if algo == "linear-learner" else {"num_round": 5, "objective": "binary:logistic"}
+    job.write_config(hps, {"train": {"ContentType": "text/csv"}})
     job.add_file("train", "train.csv", (DATA / "train.csv").read_bytes())
     project = unique("compose").replace("-", "")
-    env = {**os.environ, "OPT_ML": str(job.paths.base), "ALGO": "linear-learner",
-           "TAG": image.rsplit(":", 1)[1]}
+    env = {**os.environ, "OPT_ML": str(job.paths.base), "ALGO": algo, "TAG": image.rsplit(":", 1)[1]}
     compose = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-p", project]
     try:
         up = subprocess.run([*compose, "up", "--no-color", "algo-1", "algo-2"], env=env, capture_output=True,
@@ -116,10 +119,16 @@ def test_two_hosts_with_docker_compose(engine, image, tmp_path):
     finally:
         subprocess.run([*compose, "down", "--remove-orphans"], env=env, capture_output=True, timeout=300)
     assert codes == {"algo-1": "0", "algo-2": "0"}, logs[-4000:]
-    assert "host=algo-1" in logs and "host=algo-2" in logs
     assert (job.paths.base / "output" / "algo-1" / "success").exists()
     assert (job.paths.base / "output" / "algo-2" / "success").exists()
     assert any(job.paths.model_dir.iterdir())
+    if algo == "linear-learner":
+        assert "host=algo-1" in logs and "host=algo-2" in logs
+    else:
+        assert "is worker 0 of 2" in logs and "is worker 1 of 2" in logs
+        per_host = [[line.split("|", 1)[1].strip() for line in logs.splitlines()
+                     if line.startswith(host) and "train-logloss" in line] for host in ("algo-1", "algo-2")]
+        assert len(per_host[0]) == 5 and per_host[0] == per_host[1], logs[-4000:]
 
 
 def _compose_available() -> bool:

@@ -24,7 +24,7 @@ from smalgos.errors import ClientError, PlatformError
 from smalgos.formats.batch import Batch
 from smalgos.formats.media import CSV, int_param
 
-from . import checkpoints, custom_metrics, kfold
+from . import checkpoints, custom_metrics, distributed, kfold
 from .model_io import MODEL_FILE, booster_from_bytes, booster_to_bytes, write_model
 from .params import TrainingPlan, maximize, training_plan  # noqa: F401 (training_plan re-exported)
 
@@ -99,7 +99,7 @@ def to_dmatrix(data: Batch, nthread: int | None = None, width: int | None = None
     import xgboost as xgb
 
     features = data.features
-    if width is not None and features.shape[1] != width:
+    if width is not None and features.shape[0] and features.shape[1] != width:
         if sp.issparse(features) and features.shape[1] < width:
             features = sp.csr_matrix((features.data, features.indices, features.indptr),
                                      shape=(features.shape[0], width))
@@ -285,51 +285,63 @@ def train(job) -> None:
     if job.hyperparameters.get("use_dask_gpu_training"):
         log.warning("use_dask_gpu_training: this image trains on one GPU in one process (no Dask cluster)")
 
-    if job.resources.num_hosts > 1:
-        log.warning("%d hosts: this image does not yet train across hosts (AWS: Rabit). Each host trains on the "
-                    "data it was given and only %s writes the model; use FullyReplicated channels or one instance",
-                    job.resources.num_hosts, job.resources.master_host)
+    hosts = job.resources.num_hosts
+    if plan.kfold and hosts > 1:
+        raise ClientError(f"k-fold cross-validation (_kfold) runs on one instance; this job has {hosts}")
     nthread = plan.params.get("nthread")
     started = time.time()
     data = read_channel(job.channel("train"), plan.csv_weights)
     if data is None:
-        raise ClientError("Channel 'train' holds no records")
+        if hosts == 1:
+            raise ClientError("Channel 'train' holds no records")
+        log.warning("Host %s was given no training records: it joins the other hosts with none (split the data "
+                    "into at least as many files as hosts with ShardedByS3Key)", job.resources.current_host)
+        data = _no_records()
     check_labels(data.labels, plan.objective, plan.num_class, "train")
     validation = None
     if job.channel("validation") is not None:
         validation = read_channel(job.channel("validation"), plan.csv_weights)
-        if validation is None:
+        if validation is None and hosts > 1:
+            validation = _no_records()  # every host evaluates the same sets, or the cluster would wait
+        elif validation is None:
             log.warning("Channel 'validation' holds no records: training without it")
         else:
             check_labels(validation.labels, plan.objective, plan.num_class, "validation")
     if plan.kfold:
         _cross_validate(job, plan, data, validation, nthread)
         return
-    try:
-        dtrain = to_dmatrix(data, nthread)
-        dval = to_dmatrix(validation, nthread, width=data.num_features) if validation is not None else None
-    except Exception as exc:
-        import xgboost as xgb
-
-        if isinstance(exc, xgb.core.XGBoostError):
-            raise translate_xgboost_error(exc) from None
-        raise
-    log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
-             f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
-             time.time() - started)
-    del data, validation
-
     checkpoint_dir = job.checkpoint_dir if job.paths.checkpoint_config_file.exists() else None
-    booster = fit(plan, dtrain, dval, checkpoint_dir=checkpoint_dir, model_dir=job.model_dir,
-                  should_stop=job.should_stop)
+    with distributed.collective(job.resources):
+        try:
+            dtrain = to_dmatrix(data, nthread)
+            width = data.num_features if len(data) else None  # a host with no records takes the others' width
+            dval = to_dmatrix(validation, nthread, width=width) if validation is not None else None
+        except Exception as exc:
+            import xgboost as xgb
+
+            if isinstance(exc, xgb.core.XGBoostError):
+                raise translate_xgboost_error(exc) from None
+            raise
+        log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
+                 f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
+                 time.time() - started)
+        del data, validation
+        booster = fit(plan, dtrain, dval, checkpoint_dir=checkpoint_dir, model_dir=job.model_dir,
+                      should_stop=job.should_stop)
     if job.should_stop() and not plan.save_model_on_termination:
         return
     if not job.resources.is_master:
+        log.info("Host %s is done; the master %s writes the model", job.resources.current_host,
+                 job.resources.master_host)
         return
     path = write_model(booster, job.model_dir)
     log.info("Model written to %s (%d trees, XGBoost UBJSON format)", path,
              booster.num_boosted_rounds() * max(1, plan.num_class or 1))
 
+
+def _no_records() -> Batch:
+    """An empty shard: XGBoost's cluster agrees on the column count, the largest any host has."""
+    return Batch(np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
 
 
 def _cross_validate(job, plan: TrainingPlan, data: Batch, validation: Batch | None, nthread) -> None:
