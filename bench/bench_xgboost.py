@@ -326,17 +326,23 @@ def concurrent(servers: dict, conns: dict, clients: int, seconds: float) -> dict
     counts = {label: 0 for label in conns}
     elapsed = {label: 0.0 for label in conns}
 
+    errors: list[BaseException] = []
+
     def client(port, body, headers, stop_at, out):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        n = 0
-        while time.perf_counter() < stop_at:
-            conn.request("POST", "/invocations", body=body, headers=headers)
-            r = conn.getresponse()
-            r.read()
-            assert r.status == 200
-            n += 1
-        conn.close()
-        out.append(n)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            n = 0
+            while time.perf_counter() < stop_at:
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"port {port}: HTTP {r.status}")
+                n += 1
+            conn.close()
+            out.append(n)
+        except BaseException as exc:  # reported after the join: a silent thread would undercount
+            errors.append(exc)
 
     for _ in range(max(1, int(seconds))):
         for label, (conn, body, headers, _) in conns.items():
@@ -349,6 +355,8 @@ def concurrent(servers: dict, conns: dict, clients: int, seconds: float) -> dict
                 t.start()
             for t in threads:
                 t.join()
+            if errors:
+                raise errors[0]
             elapsed[label] += time.perf_counter() - start
             counts[label] += sum(out)
     for conn, *_ in conns.values():

@@ -8,9 +8,10 @@ pandas read of its path, twice as fast as the same bytes in chunks. Choices:
 
 - empty fields are missing values: NaN (as XGBoost reads them); so are ``nan``/``NaN`` fields;
   ``inf``/``-inf`` are read as such;
-- blank lines are skipped wherever they are (so a trailing newline or several are fine); line
-  numbers in messages still count them; ``\\r\\n`` line ends are fine;
-- spaces around a number are tolerated; quotes, a header row, or any other text are not;
+- blank lines (and lines of only spaces) are skipped wherever they are (so a trailing newline or
+  several are fine); line numbers in messages still count them; ``\\r\\n`` line ends are fine;
+- spaces around a number are tolerated; quotes, a header row, or any other text are not (one
+  leniency of the whole-file reader: pandas reads ``true``/``false`` as 1/0);
 - a failed parse is diagnosed again in numpy (column counts per line, vectorised) and then
   field by field, to name the 1-based line and column of the first fault.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -38,9 +40,14 @@ DEFAULT_CHUNK = 4 << 20
 LARGE_BODY = 48 << 10  # measured crossover: below it np.loadtxt starts faster, above it pandas wins
 
 
+_WHITE_LINE = re.compile(rb"(?m)^[ \t]+$")
+
+
 def _normalise(data: bytes) -> bytes:
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
+    if b"\n " in data or b"\n\t" in data or data[:1] in (b" ", b"\t"):
+        data = _WHITE_LINE.sub(b"", data)  # a line of only spaces is blank, as pandas reads whole files
     # empty fields → nan (",," twice for runs of them; then at line starts and ends)
     if b",," in data:
         data = data.replace(b",,", b",nan,").replace(b",,", b",nan,")

@@ -7,8 +7,11 @@ saved as `xgboost-model-<i>`; serving averages them (or votes) as AWS's image do
 round of k folds, and once more over all rounds when there are several, a line in XGBoost's
 evaluation shape gives each metric's mean over the folds' last round:
 ``[<num_round>]\\ttrain-rmse:0.41\\tvalidation-rmse:0.44``. Out-of-fold predictions go to
-`/opt/ml/output/data/predictions.csv`: the label, then the mean probability and the most frequent
-predicted label (classification) or the mean prediction (regression), one row per record.
+`/opt/ml/output/data/predictions.csv`: the label, then the mean probability of the predicted class
+(for `multi:softmax`/`binary:hinge`, which predict classes: the share of the repeats that voted
+for it) and the most frequent predicted label (classification), or the mean prediction
+(regression), one row per record. With early stopping, a fold's metrics are those of its best
+round, the round its saved model ends at.
 
 Unlike AWS's image, which shuffles without a seed, folds follow the `seed` hyperparameter (0 by
 default), so a job can be repeated exactly.
@@ -27,6 +30,7 @@ from smalgos.errors import ClientError
 log = logging.getLogger("smalgos")
 
 PREDICTIONS_FILE = "predictions.csv"
+VOTED = ("multi:softmax", "binary:hinge")  # objectives that predict a class, not probabilities
 
 
 def is_classification(objective: str, num_class: int | None) -> bool:
@@ -96,16 +100,20 @@ class OutOfFoldPredictions:
         if predictions.ndim > 1:  # multi:softprob: the most probable class and its probability
             label = predictions.argmax(axis=1)
             return label, predictions[np.arange(len(label)), label]
-        if self.objective in ("multi:softmax", "binary:hinge"):  # the class itself
-            return predictions, predictions
+        if self.objective in VOTED:  # the class itself; its "probability" is its share of the votes (table)
+            return predictions, np.zeros_like(predictions)
         threshold = 0.0 if self.objective == "binary:logitraw" else 0.5  # a margin, or p(class 1)
         return (predictions > threshold).astype(np.float64), predictions
 
     def table(self) -> np.ndarray:
         columns = [self.labels]
         if self.classification:
-            columns.append(self.probability.mean(axis=1))  # type: ignore[union-attr]
-            columns.append(_mode_per_row(self.predicted))
+            label = _mode_per_row(self.predicted)
+            if self.objective in VOTED:
+                columns.append((self.predicted == label[:, None]).mean(axis=1))
+            else:
+                columns.append(self.probability.mean(axis=1))  # type: ignore[union-attr]
+            columns.append(label)
         else:
             columns.append(self.predicted.mean(axis=1))
         return np.column_stack(columns)
@@ -145,16 +153,18 @@ def cross_validate(plan, data, fit: Callable, to_dmatrix: Callable, output_data_
             log.warning("Stopping cross validation after %d fold(s): SIGTERM received", i)
             break
         log.info("Train cross validation fold %d", i % k + 1)
-        last: list[str] = []
+        lines: list[str] = []
 
         def capture(line: str) -> None:
             printer(line)
-            last[:] = [line]
+            lines.append(line)
 
         dheld = dall.slice(held_rows)
         booster = fit(plan, dall.slice(train_rows), dheld, printer=capture)
         boosters.append(booster)
-        results.append(parse_eval(last[0]) if last else [])
+        best = booster.attr("best_iteration")  # early stopping: the model ends at its best round
+        kept = lines[int(best)] if best is not None and int(best) < len(lines) else (lines[-1] if lines else None)
+        results.append(parse_eval(kept) if kept else [])
         recorder.record(held_rows, booster.predict(dheld))
         if len(boosters) % k == 0 and results[-1]:
             log.info("The metrics of round %d cross validation", len(boosters) // k)

@@ -115,6 +115,7 @@ def to_dmatrix(data: Batch, nthread: int | None = None, width: int | None = None
 # ---------------------------------------------------------------------------------------------------
 
 _PLATFORM = ("bad_alloc", "out of memory", "cudaerror", "cuda error", "nccl")
+_CLUSTER = ("poll timeout", "connection reset", "connection refused", "broken pipe", "socket", "rabit", "tracker")
 _PREFIX = re.compile(r"^\[[0-9:]+\]\s+\S+:\d+:\s*")
 
 
@@ -131,6 +132,9 @@ def translate_xgboost_error(exc: Exception) -> Exception:
     msg = xgboost_message(exc)
     if any(p in msg.lower() for p in _PLATFORM):
         return PlatformError(f"XGBoost ran out of resources: {msg}")
+    if any(p in msg.lower() for p in _CLUSTER):
+        return PlatformError(f"The hosts lost contact with each other (another host may have failed: see its log): "
+                             f"{msg}")
     return ClientError(f"XGBoost rejected the job: {msg}")
 
 
@@ -289,29 +293,17 @@ def train(job) -> None:
     if plan.kfold and hosts > 1:
         raise ClientError(f"k-fold cross-validation (_kfold) runs on one instance; this job has {hosts}")
     nthread = plan.params.get("nthread")
-    started = time.time()
-    data = read_channel(job.channel("train"), plan.csv_weights)
-    if data is None:
-        if hosts == 1:
-            raise ClientError("Channel 'train' holds no records")
-        log.warning("Host %s was given no training records: it joins the other hosts with none (split the data "
-                    "into at least as many files as hosts with ShardedByS3Key)", job.resources.current_host)
-        data = _no_records()
-    check_labels(data.labels, plan.objective, plan.num_class, "train")
-    validation = None
-    if job.channel("validation") is not None:
-        validation = read_channel(job.channel("validation"), plan.csv_weights)
-        if validation is None and hosts > 1:
-            validation = _no_records()  # every host evaluates the same sets, or the cluster would wait
-        elif validation is None:
-            log.warning("Channel 'validation' holds no records: training without it")
-        else:
-            check_labels(validation.labels, plan.objective, plan.num_class, "validation")
-    if plan.kfold:
-        _cross_validate(job, plan, data, validation, nthread)
-        return
     checkpoint_dir = job.checkpoint_dir if job.paths.checkpoint_config_file.exists() else None
     with distributed.collective(job.resources):
+        # Every host reads its data; if any fails, all stop (none is left waiting for it).
+        data, validation = distributed.all_or_none("reading its data", lambda: _read_data(job, plan))
+        if plan.kfold:
+            _cross_validate(job, plan, data, validation, nthread)
+            return
+        distributed.check_shards("train", len(data), None if data.is_sparse else data.num_features, required=True)
+        if validation is not None:
+            distributed.check_shards("validation", len(validation),
+                                     None if validation.is_sparse else validation.num_features, required=False)
         try:
             dtrain = to_dmatrix(data, nthread)
             width = data.num_features if len(data) else None  # a host with no records takes the others' width
@@ -322,9 +314,6 @@ def train(job) -> None:
             if isinstance(exc, xgb.core.XGBoostError):
                 raise translate_xgboost_error(exc) from None
             raise
-        log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
-                 f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
-                 time.time() - started)
         del data, validation
         booster = fit(plan, dtrain, dval, checkpoint_dir=checkpoint_dir, model_dir=job.model_dir,
                       should_stop=job.should_stop)
@@ -337,6 +326,33 @@ def train(job) -> None:
     path = write_model(booster, job.model_dir)
     log.info("Model written to %s (%d trees, XGBoost UBJSON format)", path,
              booster.num_boosted_rounds() * max(1, plan.num_class or 1))
+
+
+def _read_data(job, plan: TrainingPlan) -> tuple[Batch, Batch | None]:
+    """The train and validation records of this host, labels checked."""
+    several = job.resources.num_hosts > 1
+    started = time.time()
+    data = read_channel(job.channel("train"), plan.csv_weights)
+    if data is None:
+        if not several:
+            raise ClientError("Channel 'train' holds no records")
+        log.warning("Host %s was given no training records: it joins the other hosts with none (split the data "
+                    "into at least as many files as hosts with ShardedByS3Key)", job.resources.current_host)
+        data = _no_records()
+    check_labels(data.labels, plan.objective, plan.num_class, "train")
+    validation = None
+    if job.channel("validation") is not None:
+        validation = read_channel(job.channel("validation"), plan.csv_weights)
+        if validation is None and several:
+            validation = _no_records()  # every host evaluates the same sets, or the cluster would wait
+        elif validation is None:
+            log.warning("Channel 'validation' holds no records: training without it")
+        else:
+            check_labels(validation.labels, plan.objective, plan.num_class, "validation")
+    log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
+             f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
+             time.time() - started)
+    return data, validation
 
 
 def _no_records() -> Batch:

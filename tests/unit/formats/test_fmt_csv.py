@@ -224,3 +224,21 @@ def test_whole_file_reader_declines_what_it_cannot_read_cleanly(tmp_path, line):
     path = tmp_path / "bad.csv"
     path.write_bytes(b"\n".join(lines))
     assert read_csv_file(path, label_size=1) is None
+
+
+def test_lines_of_only_spaces_are_blank_in_every_reader(tmp_path, engine):
+    """A body, a stream and a whole file agree (pandas skips such lines in files)."""
+    from smalgos.formats.csv import read_csv_file
+
+    x, body = _large()
+    lines = body.split(b"\n")
+    lines.insert(7, b"   ")
+    lines.insert(3, b"\t")
+    text = b"\n".join(lines)
+    want = parse_csv(text, label_size=1)
+    np.testing.assert_array_equal(want.features, x[:, 1:])
+    path = tmp_path / "f.csv"
+    path.write_bytes(text)
+    np.testing.assert_array_equal(read_csv_file(path, label_size=1).features, x[:, 1:])
+    small = parse_csv(b"1,2\n   \n3,4\n", label_size=1)
+    np.testing.assert_array_equal(small.features, [[2], [4]])

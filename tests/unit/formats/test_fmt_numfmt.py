@@ -6,11 +6,12 @@ from smalgos.formats._numfmt import float_strings, row_strings
 
 @pytest.mark.parametrize("value,text", [
     (0.3, "0.3"), (1, "1.0"), (0, "0.0"), (-0.0, "-0.0"), (1e-5, "0.00001"), (1e-7, "1e-7"), (7.6, "7.6"),
-    (1 / 3, "0.33333334"), (123456789, "123456790.0"), (3.4028235e38, "3.4028235e+38"),
+    (1 / 3, "0.33333334"), (123456789, "123456790.0"), (3.4028235e38, ("3.4028235e+38", "3.4028235e38")),  # the exponent sign: orjson releases differ
     (1e-45, "1e-45"), (-2.5, "-2.5"),
 ])
 def test_shortest_text(value, text):
-    assert float_strings(np.array([value], np.float32)) == [text]
+    got = float_strings(np.array([value], np.float32))[0]
+    assert got in text if isinstance(text, tuple) else got == text
 
 
 def test_nonfinite():

@@ -82,3 +82,31 @@ def test_a_host_without_records_joins_with_none(tmp_path):
     booster = xgb.Booster()
     booster.load_model(bytearray((jobs[0].paths.model_dir / "xgboost-model").read_bytes()))
     assert booster.num_features() == X.shape[1]
+
+
+def first_line(job) -> str:
+    return (job.failure or "").splitlines()[0] if job.failure else ""
+
+
+def test_shards_of_different_widths_fail_on_every_host(tmp_path):
+    X, y = make_data("reg:squarederror", n=200)
+    jobs, codes, outs = run_cluster(tmp_path, [to_csv(X, y), to_csv(X[:, :5], y)], {"num_round": 2})
+    assert codes == [1, 1], outs
+    for job in jobs:
+        assert first_line(job) == ("ClientError: Channel 'train': the hosts' files have from 5 to 6 feature columns: "
+                                   "every host's data needs the same columns")
+
+
+def test_no_records_on_any_host_is_a_client_error(tmp_path):
+    jobs, codes, outs = run_cluster(tmp_path, [b"", b""], {"num_round": 2})
+    assert codes == [1, 1], outs
+    assert all(first_line(j) == "ClientError: Channel 'train': no host was given any records" for j in jobs)
+
+
+def test_bad_data_on_one_host_stops_both_promptly(tmp_path):
+    """The host with the bad file names it; the other says another host failed (neither waits)."""
+    X, y = make_data("reg:squarederror", n=200)
+    jobs, codes, outs = run_cluster(tmp_path, [to_csv(X, y), b"1,2,3\n4,5\n"], {"num_round": 2})
+    assert codes == [1, 1], outs
+    assert first_line(jobs[1]).startswith("ClientError:") and "part.csv" in first_line(jobs[1])
+    assert first_line(jobs[0]) == "ClientError: Another host failed while reading its data: its failure reason says why"

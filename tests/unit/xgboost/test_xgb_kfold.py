@@ -97,3 +97,34 @@ def test_kfold_with_too_few_records_is_a_client_error(job):
     job.setup({"num_round": 2, "_kfold": 5}, {"train": {"ContentType": "text/csv"}}, {("train", "a.csv"): to_csv(X, y)})
     assert job.run() == 1
     assert job.failure.startswith("ClientError: _kfold=5 needs at least 5 records")
+
+
+def test_kfold_with_early_stopping_reports_each_folds_best_round(job, capsys):
+    X, y = make_data("reg:squarederror", n=300)
+    job.setup({"num_round": 60, "eta": 0.9, "max_depth": 6, "early_stopping_rounds": 2, "eval_metric": "rmse",
+               "_kfold": 3}, {"train": {"ContentType": "text/csv"}}, {("train", "a.csv"): to_csv(X, y)})
+    assert job.run() == 0, job.failure
+    out = capsys.readouterr().out.splitlines()
+    folds, current = [], []
+    for line in out:
+        if line.startswith("[0]\t") and current:
+            folds.append(current)
+            current = []
+        if re.match(r"^\[\d+\]\t", line) and not line.startswith("[60]"):
+            current.append(line)
+    folds.append(current)
+    assert len(folds) == 3 and all(len(f) < 60 for f in folds)  # every fold stopped early
+    best = [min(float(re.search(r"validation-rmse:([0-9.]+)", line).group(1)) for line in f) for f in folds]
+    mean_line = next(line for line in out if line.startswith("[60]\t"))
+    assert float(re.search(r"validation-rmse:([0-9.]+)", mean_line).group(1)) == pytest.approx(np.mean(best),
+                                                                                              abs=1e-5)
+
+
+def test_kfold_softmax_probability_column_is_the_vote_share(job):
+    X, y = make_data("multi:softmax", n=240)
+    job.setup({"num_round": 4, "objective": "multi:softmax", "num_class": 3, **PARAMS, "_kfold": 3,
+               "_num_cv_round": 3}, {"train": {"ContentType": "text/csv"}}, {("train", "a.csv"): to_csv(X, y)})
+    assert job.run() == 0, job.failure
+    table = np.loadtxt(job.paths.output_data_dir / "predictions.csv", delimiter=",")
+    assert set(np.unique(table[:, 2])) <= {0.0, 1.0, 2.0}
+    assert set(np.round(np.unique(table[:, 1]), 4)) <= {0.3333, 0.6667, 1.0} and (table[:, 1] >= 1 / 3 - 1e-6).all()
