@@ -21,7 +21,6 @@ shortest text that reads back to the same float32 (``nan``/``inf`` kept as such)
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 from typing import BinaryIO, Iterator
@@ -30,6 +29,7 @@ import numpy as np
 
 from smalgos.errors import ClientError
 
+from ._arrow import arrow_csv
 from ._numfmt import float_strings
 from .batch import Batch
 from .media import CSV, MediaType, check_params, int_param
@@ -109,20 +109,10 @@ def _first_line(data: bytes) -> tuple[int, int] | None:
 def _parse_large(data: bytes) -> np.ndarray | None:
     """A clean numeric table read in C: Arrow's multi-threaded reader where pyarrow is installed (1.6x
     pandas on one core, 2.6x on two), else pandas'. None when `data` is not one (the caller diagnoses)."""
-    arrow = _arrow_csv()
+    arrow = arrow_csv()
     if arrow is not None:
         return _arrow_table(data, *arrow)
     return _pandas_table(io.BytesIO(data), lambda: data.count(b","))
-
-
-@functools.cache
-def _arrow_csv():
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-    except ImportError:
-        return None
-    return pa, pacsv
 
 
 def _arrow_table(data: bytes, pa, pacsv) -> np.ndarray | None:

@@ -2,8 +2,8 @@
 
 Parsed in bulk: token and colon positions are found with numpy byte operations, the structure of
 every token is checked at once (label: 0 or 1 colon; feature: exactly one, with text on both
-sides), and all numbers are read by one C call (`np.fromstring` over the text with colons turned
-into spaces). The first token of a line is always its label, as XGBoost reads the format.
+sides), and all numbers are read by one C call: Arrow's reader over the text with one number per
+line where pyarrow is installed, else `np.fromstring` with colons turned into spaces. The first token of a line is always its label, as XGBoost reads the format.
 
 Indices: ``zero_based=True`` keeps them, ``False`` subtracts 1 (0 is then an error), ``"auto"``
 (the default) shifts by 1 when the smallest index in the data is >= 1 (XGBoost's rule). When
@@ -23,12 +23,14 @@ import scipy.sparse as sp
 
 from smalgos.errors import ClientError
 
+from ._arrow import numbers_per_line
 from ._stream import RowBuffer, iter_line_blocks
 from .batch import Batch
 from .media import LIBSVM, MediaType, check_params
 
 ZeroBased = bool | Literal["auto"]
 _SPACE_TABLE = bytes.maketrans(b":\t\r", b"   ")
+_NEWLINE_TABLE = bytes.maketrans(b": \t\r", b"\n\n\n\n")  # one number per line, for Arrow
 
 
 def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "request body",
@@ -69,12 +71,13 @@ def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "
     if edge.any():
         t = int(ctok[np.flatnonzero(edge)[0]])
         raise fail(t, "has an empty part around ':'")
-    text = data.translate(_SPACE_TABLE)
     want = tstart.size + colons.size
-    try:
-        nums = np.fromstring(text, dtype=np.float64, sep=" ")
-    except ValueError:
-        nums = None
+    nums = numbers_per_line(data.translate(_NEWLINE_TABLE))
+    if nums is None:  # no pyarrow, or a token that is not a number (found and named below)
+        try:
+            nums = np.fromstring(data.translate(_SPACE_TABLE), dtype=np.float64, sep=" ")
+        except ValueError:
+            nums = None
     if nums is None or nums.size != want:
         raise _find_bad_number(data, tstart, tend, fail)
     pos = np.cumsum(ncolon + 1) - (ncolon + 1)          # first number of each token

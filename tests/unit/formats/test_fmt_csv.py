@@ -139,9 +139,9 @@ def engine(request, monkeypatch):
     import smalgos.formats.csv as csvmod
 
     if request.param == "pandas":
-        monkeypatch.setattr(csvmod, "_arrow_csv", lambda: None)
+        monkeypatch.setattr(csvmod, "arrow_csv", lambda: None)
     else:
-        assert csvmod._arrow_csv() is not None, "pyarrow is a test dependency (the xgboost extra)"
+        assert csvmod.arrow_csv() is not None, "pyarrow is a test dependency (the xgboost extra)"
     return request.param
 
 

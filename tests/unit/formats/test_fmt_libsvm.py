@@ -7,6 +7,26 @@ from smalgos.formats import LibSVMDecoder, parse_libsvm, parse_media_type
 LIBSVM = parse_media_type("text/x-libsvm")
 
 
+@pytest.fixture(autouse=True, params=["arrow", "numpy"])
+def number_reader(request, monkeypatch):
+    """Every test twice: numbers read by Arrow (pyarrow installed) and by np.fromstring (without)."""
+    import smalgos.formats.libsvm as libsvm
+
+    if request.param == "numpy":
+        monkeypatch.setattr(libsvm, "numbers_per_line", lambda text: None)
+    return request.param
+
+
+def test_large_text_reads_the_same_with_either_number_reader():
+    rng = np.random.default_rng(0)
+    X = np.where(rng.random((3000, 12)) < 0.4, 0, rng.standard_normal((3000, 12))).astype(np.float32)
+    y = rng.integers(0, 2, 3000)
+    text = "\n".join(f"{y[i]} " + " ".join(f"{j}:{float(X[i, j])!r}" for j in np.flatnonzero(X[i])) for i in range(3000))
+    batch, _ = parse_libsvm((text + "\n").encode(), zero_based=True)
+    np.testing.assert_array_equal(batch.features.toarray(), X[:, :batch.num_features])
+    np.testing.assert_array_equal(batch.labels, y)
+
+
 def test_one_based_indices_are_shifted_by_auto():
     b, shifted = parse_libsvm(b"1 1:0.5 3:2\n0 2:1.5\n")
     assert shifted
