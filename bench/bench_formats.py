@@ -6,6 +6,9 @@
   `smalgos.formats.protobuf.decode` against the SageMaker SDK v2's `read_records` followed by the
   conversion to numpy / CSR that a user of it has to write.
 - CSV (100k x 20): `parse_csv` against `pandas.read_csv` (pandas is a bench/test dependency only).
+- LibSVM (300k x 28, 70 % non-zero): the decoder as a training channel streams it (1 MiB chunks)
+  against XGBoost's own reader of the same file
+  (when xgboost is installed).
 - JSON: a 1000-row response (3 fields) encoded, a 1000 x 100 request decoded.
 
 Prints one table; MB/s are of input bytes (of output bytes for encoders). Runs in well under
@@ -29,7 +32,7 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 logging.disable(logging.WARNING)
 
 from smalgos.formats import (JSONEncoder, Predictions, decode_json, parse_csv,  # noqa: E402
-                             sparse_to_recordio)
+                             LibSVMDecoder, parse_media_type, sparse_to_recordio)
 from smalgos.formats import protobuf as pb  # noqa: E402
 
 
@@ -120,6 +123,35 @@ def main() -> int:
     t_ref, df = best_of(lambda: pd.read_csv(io.BytesIO(text), header=None, dtype=np.float32), 3)
     assert np.array_equal(batch.features, df.to_numpy()[:, 1:])
     row(f"CSV {n}x{d}", len(text), t_ours, t_ref, "pandas.read_csv")
+
+    # -- LibSVM (XGBoost's default content type) -------------------------------------------------
+    try:
+        import xgboost as xgb
+    except ImportError:
+        xgb = None
+    if xgb is not None:
+        import tempfile
+        import warnings
+
+        n, d = 300_000 // scale, 28
+        Xl = np.where(rng.random((n, d)) < 0.3, 0, rng.standard_normal((n, d))).astype(np.float32)
+        yl = rng.integers(0, 2, n)
+        lines = (f"{yl[i]} " + " ".join(f"{j}:{Xl[i, j]:.6g}" for j in np.flatnonzero(Xl[i])) for i in range(n))
+        text = ("\n".join(lines) + "\n").encode()
+        with tempfile.NamedTemporaryFile(suffix=".libsvm") as f:
+            f.write(text)
+            f.flush()
+            dec, media = LibSVMDecoder(), parse_media_type("text/libsvm")
+
+            def ours_stream():  # what a training channel does: 1 MiB chunks, one batch
+                return next(dec.iter_batches(io.BytesIO(text), media, batch_size=n, zero_based=True))
+
+            t_ours, batch = best_of(ours_stream, 3)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # XGBoost 3.1+ calls text input deprecated
+                t_ref, dm = best_of(lambda: xgb.DMatrix(f"{f.name}?format=libsvm"), 3)
+        assert batch.features.nnz == dm.num_nonmissing()
+        row(f"LibSVM {n}x{d} 70% non-zero", len(text), t_ours, t_ref, "XGBoost's own LibSVM reader")
 
     # -- JSON -----------------------------------------------------------------------------------
     preds = Predictions({"predicted_label": rng.integers(0, 2, 1000),
