@@ -29,7 +29,7 @@ import numpy as np
 
 from smalgos.errors import ClientError
 
-from ._arrow import arrow_csv
+from ._arrow import arrow_csv, float_table
 from ._numfmt import float_strings
 from .batch import Batch
 from .media import CSV, MediaType, check_params, int_param
@@ -109,32 +109,10 @@ def _first_line(data: bytes) -> tuple[int, int] | None:
 def _parse_large(data: bytes) -> np.ndarray | None:
     """A clean numeric table read in C: Arrow's multi-threaded reader where pyarrow is installed (1.6x
     pandas on one core, 2.6x on two), else pandas'. None when `data` is not one (the caller diagnoses)."""
-    arrow = arrow_csv()
-    if arrow is not None:
-        return _arrow_table(data, *arrow)
+    if arrow_csv() is not None:
+        start, end = _first_line(data)  # type: ignore[misc]  (the caller skipped blank bodies)
+        return float_table(data, data.count(b",", start, end) + 1)
     return _pandas_table(io.BytesIO(data), lambda: data.count(b","))
-
-
-def _arrow_table(data: bytes, pa, pacsv) -> np.ndarray | None:
-    start, end = _first_line(data)  # type: ignore[misc]  (the caller skipped blank bodies)
-    width = data.count(b",", start, end) + 1
-    names = [str(j) for j in range(width)]
-    # Blocks of len/threads bytes so that every thread of Arrow's pool (OMP_NUM_THREADS) gets one.
-    block = max(1 << 16, -(-len(data) // max(1, pa.cpu_count())))
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=block),
-            parse_options=pacsv.ParseOptions(quote_char=False),  # rows of a wrong width fail here
-            # float64 then float32, as pandas and Python's float() round: one answer whichever reads
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()),
-                                                 null_values=[""], strings_can_be_null=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    values = np.empty((table.num_rows, width), np.float32)
-    for j, column in enumerate(table.columns):
-        values[:, j] = column.to_numpy()
-    return values
 
 
 _NAN_TEXT = ["", "nan", "NaN", "NAN", "-nan", "+nan"]  # numpy's and Arrow's readers take these as NaN
