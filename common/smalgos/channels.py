@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from .config import ChannelConfig
 from .declaration import Channel
-from .environment import Paths
+from .environment import Paths, TrainingEnv
 from .errors import ClientError, PlatformError, TrainingStopped
 from .formats.batch import Batch
 from .formats.media import MediaType, parse_media_type
@@ -31,7 +31,6 @@ from .formats.registry import get_decoder
 log = logging.getLogger("smalgos")
 
 GZIP_MAGIC = b"\x1f\x8b"
-PIPE_WAIT_SECONDS = float(os.environ.get("SMALGOS_PIPE_WAIT_SECONDS", "600"))
 READ_BUFFER = 1 << 20
 
 
@@ -94,13 +93,18 @@ class ChannelInput:
     def __init__(self, declared: Channel, config: ChannelConfig, paths: Paths, default_label_size: int,
                  should_stop: Callable[[], bool] = lambda: False,
                  aliases: Mapping[str, str] | None = None,
-                 decoder_options: Mapping[str, Mapping[str, Any]] | None = None):
+                 decoder_options: Mapping[str, Mapping[str, Any]] | None = None,
+                 pipe_wait_seconds: float | None = None):
+        """`pipe_wait_seconds`: how long Pipe mode waits for each FIFO to appear; None takes
+        `TrainingEnv`'s (`$SMALGOS_PIPE_WAIT_SECONDS`, 600 s), read now, when the job starts."""
         self.should_stop = should_stop
         self.name = declared.name
         self.declared = declared
         self.config = config
         self.paths = paths
         self.default_label_size = default_label_size
+        self.pipe_wait_seconds = (TrainingEnv.from_env().pipe_wait_seconds if pipe_wait_seconds is None
+                                  else float(pipe_wait_seconds))
         try:
             self.media: MediaType = parse_media_type(
                 config.content_type or declared.default_content_type or declared.content_types[0],
@@ -136,13 +140,13 @@ class ChannelInput:
         epoch = self._next_pipe_epoch
         self._next_pipe_epoch += 1
         fifo = self.paths.channel_fifo(self.name, epoch)
-        deadline = time.monotonic() + PIPE_WAIT_SECONDS
+        deadline = time.monotonic() + self.pipe_wait_seconds
         while not fifo.exists():
             if self.should_stop():
                 raise TrainingStopped(f"Stopped while waiting for Pipe mode FIFO {fifo}")
             if time.monotonic() > deadline:
                 raise PlatformError(f"Channel {self.name!r}: Pipe mode FIFO {fifo} did not appear "
-                                    f"within {PIPE_WAIT_SECONDS:.0f} s")
+                                    f"within {self.pipe_wait_seconds:.0f} s")
             time.sleep(0.05)
         if not stat.S_ISFIFO(fifo.stat().st_mode) and not fifo.is_file():
             raise PlatformError(f"Channel {self.name!r}: {fifo} is neither a FIFO nor a file")

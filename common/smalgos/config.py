@@ -7,7 +7,7 @@ Every key SageMaker may leave out has a default: SDK local mode writes only `Tra
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class ChannelConfig:
     content_type: str | None = None
     distribution: str = "FullyReplicated"
     record_wrapper: str = "None"
-    compression: str = "None"
 
     @classmethod
     def parse(cls, name: str, raw: dict, job_input_mode: str = "File") -> "ChannelConfig":
@@ -53,8 +52,7 @@ class ChannelConfig:
                 raise ClientError(f"inputdataconfig.json: channel {name!r} has {key}={value!r};"
                                   f" expected one of {', '.join(allowed)}")
         return cls(name=name, input_mode=mode, content_type=raw.get("ContentType") or None,
-                   distribution=dist, record_wrapper=wrapper,
-                   compression=raw.get("CompressionType") or "None")
+                   distribution=dist, record_wrapper=wrapper)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,6 @@ class JobConfig:
     resources: ResourceConfig
     checkpoint_dir: Path
     checkpoint_configured: bool = False
-    raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, paths: Paths) -> "JobConfig":
@@ -114,5 +111,4 @@ class JobConfig:
         local = (ckpt_raw or {}).get("LocalPath")
         ckpt_dir = Path(local) if local else paths.default_checkpoint_dir
         return cls(hyperparameters=hps, channels=channels, resources=resources, checkpoint_dir=ckpt_dir,
-                   checkpoint_configured=paths.checkpoint_config_file.exists(),
-                   raw={"hyperparameters": hps, "inputdataconfig": data})
+                   checkpoint_configured=paths.checkpoint_config_file.exists())

@@ -290,6 +290,15 @@ class Hyperparameters:
             check(values)
         return values
 
+    def check(self, values: Mapping[str, Any]) -> dict:
+        """Validate typed values, as an estimator holds them (None: unset), with the same rules
+        as `parse`: each value's type and range, then the cross-parameter validators. Returns
+        every declared name with its checked value."""
+        checked = {p.name: None if values.get(p.name) is None else p.parse(values[p.name]) for p in self.params}
+        for check in self.validators:
+            check(checked)
+        return checked
+
     def describe(self) -> dict:
         return {p.name: p.describe() for p in self.params}
 
@@ -302,13 +311,20 @@ FILE, PIPE, FASTFILE = "File", "Pipe", "FastFile"
 FULLY_REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
 
 
+RECORDIO_PROTOBUF, CSV = "application/x-recordio-protobuf", "text/csv"
+
+
 @dataclass(frozen=True)
 class Channel:
+    """A training channel. The defaults are the recordIO family's (Linear Learner, K-Means, PCA,
+    k-NN, ...): recordIO-protobuf (the default when inputdataconfig.json names no type) or CSV, in
+    File or Pipe mode, either S3 distribution."""
+
     name: str
     required: bool = False
-    content_types: tuple[str, ...] = ("text/csv", "application/x-recordio-protobuf")
+    content_types: tuple[str, ...] = (RECORDIO_PROTOBUF, CSV)
     default_content_type: str | None = None  # when inputdataconfig.json names none
-    input_modes: tuple[str, ...] = (FILE, PIPE, FASTFILE)
+    input_modes: tuple[str, ...] = (FILE, PIPE)
     distributions: tuple[str, ...] = (FULLY_REPLICATED, SHARDED)
     doc: str = ""
 
@@ -327,12 +343,28 @@ MINIMIZE, MAXIMIZE = "Minimize", "Maximize"
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric as SageMaker scrapes it: `<channel>:<name>` plus the regex over the log text."""
+    """A metric as SageMaker scrapes it: `<channel>:<name>` plus the regex over the log text.
+
+    A metric printed as a `#quality_metric` line (made by `quality_metric`) also says how it is
+    printed: its channel, the printed name (`token`, a regex: Linear Learner prints
+    `binary_f_beta` as `binary_f_1.0`), `<loss>` or `<score>` (`kind`) and whether the line carries
+    `epoch=`. `smalgos.metrics.MetricsLogger.quality` finds the declared metric from these, so the
+    printed line and the regex SageMaker scrapes come from one statement.
+    """
 
     name: str  # e.g. "validation:binary_f_beta"
     direction: str  # MINIMIZE or MAXIMIZE
     regex: str
     tunable: bool = True
+    channel: str | None = None
+    token: str | None = None
+    kind: str | None = None  # "loss" or "score"
+    per_epoch: bool = False
+
+    def prints(self, channel: str, name: str, per_epoch: bool) -> bool:
+        """True if this metric is the one a quality line `<channel> <name>` stands for."""
+        return (self.token is not None and self.channel == channel and self.per_epoch == per_epoch
+                and re.fullmatch(self.token, name) is not None)
 
     def describe(self) -> dict:
         return {"Name": self.name, "Regex": self.regex, "Type": self.direction, "Tunable": self.tunable}
@@ -341,6 +373,7 @@ class Metric:
 # AWS's log-line regexes for the first-party algorithms (the lines `smalgos.metrics` prints).
 PROGRESS_REGEX = r"#progress_metric: host=\S+, completed (\S+) %"
 THROUGHPUT_REGEX = r"#throughput_metric: host=\S+, train throughput=(\S+) records/second"
+LOSS, SCORE = "loss", "score"
 
 
 def quality_regex(channel: str, token: str, kind: str, per_epoch: bool = False) -> str:
@@ -353,11 +386,14 @@ def quality_metric(channel: str, name: str, direction: str, per_epoch: bool = Fa
                    *, token: str | None = None, kind: str | None = None) -> Metric:
     """The metric `<channel>:<name>` read from a `#quality_metric` line.
 
-    The line prints `token` (default: `name`) as `<loss>` when minimized, `<score>` when maximized,
-    unless `kind` says otherwise (Linear Learner prints multiclass_log_loss as a `<score>`).
+    The line prints `token` (a regex; default: `name` itself) as `<loss>` when minimized, `<score>`
+    when maximized, unless `kind` says otherwise (Linear Learner prints multiclass_log_loss as a
+    `<score>`).
     """
-    kind = kind or ("loss" if direction == MINIMIZE else "score")
-    return Metric(f"{channel}:{name}", direction, quality_regex(channel, token or name, kind, per_epoch), tunable)
+    kind = kind or (LOSS if direction == MINIMIZE else SCORE)
+    token = token or re.escape(name)
+    return Metric(f"{channel}:{name}", direction, quality_regex(channel, token, kind, per_epoch), tunable,
+                  channel=channel, token=token, kind=kind, per_epoch=per_epoch)
 
 
 def progress_metric() -> Metric:
@@ -401,7 +437,8 @@ class Algorithm:
     """Everything the spine needs to know about one algorithm.
 
     `trainer` and `model_loader` are "module:function" strings imported only when used, so that
-    the declaration stays cheap to import (no torch or xgboost needed to describe an algorithm).
+    the declaration stays cheap to import (no torch or xgboost needed to describe an algorithm);
+    left out, they are `smalgos_<name>.train:train` and `smalgos_<name>.serve:load_model`.
       trainer(job: smalgos.training.TrainingJob) -> None
       model_loader(model_dir: pathlib.Path) -> smalgos.serving.model.Model
     """
@@ -410,8 +447,8 @@ class Algorithm:
     hyperparameters: Hyperparameters
     channels: tuple[Channel, ...]
     metrics: tuple[Metric, ...]
-    trainer: str
-    model_loader: str
+    trainer: str = ""  # by convention smalgos_<name>.train:train
+    model_loader: str = ""  # by convention smalgos_<name>.serve:load_model
     serving: Serving = Serving()
     variants: tuple[str, ...] = (CPU, GPU)
     supervised: bool = True  # CSV channels carry a label column unless label_size says otherwise
@@ -426,8 +463,12 @@ class Algorithm:
     display_name: str = ""
 
     def __post_init__(self):
-        if not self.display_name:
-            object.__setattr__(self, "display_name", self.name)
+        package = package_of(self.name)
+        defaults = {"display_name": self.name, "trainer": f"{package}.train:train",
+                    "model_loader": f"{package}.serve:load_model"}
+        for attribute, default in defaults.items():
+            if not getattr(self, attribute):
+                object.__setattr__(self, attribute, default)
 
     def channel(self, name: str) -> Channel | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -449,6 +490,11 @@ class Algorithm:
         }
 
 
+def package_of(name: str) -> str:
+    """The import package of the algorithm `name`: smalgos_<name with - as _>."""
+    return "smalgos_" + name.replace("-", "_")
+
+
 def resolve(target: str) -> Any:
     """Import "package.module:attribute"."""
     import importlib
@@ -465,7 +511,7 @@ def load_algorithm(name: str) -> Algorithm:
     """
     import importlib
 
-    module_name = "smalgos_" + name.replace("-", "_") + ".declaration"
+    module_name = package_of(name) + ".declaration"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -1,7 +1,9 @@
 """Every path and environment variable of the container contract, read once into typed snapshots.
 
 `/opt/ml` moves with `SAGEMAKER_BASE_DIR` (the name AWS's toolkits use), so the whole contract
-runs in a temporary directory in tests.
+runs in a temporary directory in tests. No other module reads `os.environ`, and nothing here reads
+it at import time: a snapshot is taken when a job or the server starts (`Paths`, `TrainingEnv`,
+`XGBoostEnv`, `ServingEnv`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from typing import Mapping
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 ALGORITHM_ENV = "SMALGOS_ALGORITHM"  # baked into each image: which algorithm `train`/`serve` run
+DEVICE_ENV = "SMALGOS_DEVICE"  # cpu, cuda, cuda:1: overrides the automatic device choice
+PIPE_WAIT_ENV = "SMALGOS_PIPE_WAIT_SECONDS"
+# The maths libraries' (and Arrow's CSV reader's) threads per serving worker.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 DEFAULT_MAX_PAYLOAD_MB = 6
 
@@ -93,8 +99,60 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+
+
 def _bool_env(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes")
+
+
+def device_override(environ: Mapping[str, str] | None = None) -> str | None:
+    """`$SMALGOS_DEVICE` (``cpu``, ``cuda``, ``cuda:1``), or None for the automatic choice."""
+    env = os.environ if environ is None else environ
+    return env.get(DEVICE_ENV) or None
+
+
+@dataclass(frozen=True)
+class TrainingEnv:
+    """The training side's environment variables, with their defaults beside them."""
+
+    pipe_wait_seconds: float  # SMALGOS_PIPE_WAIT_SECONDS, 600 s: how long Pipe mode waits for each FIFO
+    device: str | None  # SMALGOS_DEVICE, None (CUDA when present, else CPU)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TrainingEnv":
+        env = os.environ if environ is None else environ
+        return cls(
+            pipe_wait_seconds=_float_env(env, PIPE_WAIT_ENV, 600.0),
+            device=device_override(env),
+        )
+
+
+@dataclass(frozen=True)
+class XGBoostEnv:
+    """XGBoost's distributed training (Rabit) settings, with their defaults beside them."""
+
+    tracker_port: int  # SMALGOS_XGBOOST_TRACKER_PORT, 9099: the master's tracker
+    connect_seconds: int  # SMALGOS_XGBOOST_CONNECT_SECONDS, 300 s: to resolve and reach the other hosts
+    # How long a host waits for the others at any step: hosts finish reading their data at different
+    # times (a large shard, a slow disk), and XGBoost's first exchange waits for the last of them.
+    wait_seconds: int  # SMALGOS_XGBOOST_WAIT_SECONDS, 3600 s
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "XGBoostEnv":
+        env = os.environ if environ is None else environ
+        return cls(
+            tracker_port=_int_env(env, "SMALGOS_XGBOOST_TRACKER_PORT", 9099),
+            connect_seconds=_int_env(env, "SMALGOS_XGBOOST_CONNECT_SECONDS", 300),
+            wait_seconds=_int_env(env, "SMALGOS_XGBOOST_WAIT_SECONDS", 3600),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,6 +168,7 @@ class ServingEnv:
     default_accept: str | None  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
     inference_output: str | None  # SAGEMAKER_INFERENCE_OUTPUT (XGBoost's selectable outputs)
     ensemble: bool  # SAGEMAKER_INFERENCE_ENSEMBLE (XGBoost: predict with every model file), true
+    preset_threads: tuple[tuple[str, str], ...] = ()  # THREAD_VARS already set (kept as they are)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
@@ -127,6 +186,7 @@ class ServingEnv:
             default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None),
             inference_output=(env.get("SAGEMAKER_INFERENCE_OUTPUT") or None),
             ensemble=(env.get("SAGEMAKER_INFERENCE_ENSEMBLE") or "true").strip().lower() != "false",
+            preset_threads=tuple((var, env[var]) for var in THREAD_VARS if var in env),
         )
 
     @property
@@ -138,6 +198,12 @@ class ServingEnv:
         """The cores each worker may use: one with the default one worker per core, more when
         fewer workers are asked for (a large model): cores // workers."""
         return max(1, (os.cpu_count() or 1) // self.workers)
+
+    @property
+    def worker_thread_vars(self) -> dict[str, str]:
+        """What each worker's `THREAD_VARS` should be: as already set, else `threads_per_worker`."""
+        preset = dict(self.preset_threads)
+        return {var: preset.get(var, str(self.threads_per_worker)) for var in THREAD_VARS}
 
 
 def algorithm_name(environ: Mapping[str, str] | None = None) -> str:

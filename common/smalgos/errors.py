@@ -32,6 +32,15 @@ class ClientError(SMAlgoError):
     status = 400
 
 
+class InputError(ClientError, ValueError):
+    """Bad data or parameters given to an estimator: a ClientError in a job or a request (failure
+    file, HTTP 400), and a ValueError for a notebook user."""
+
+
+class NotFittedError(InputError):
+    """An estimator asked to predict, score or save before `fit()` or `load()`."""
+
+
 class UnsupportedContentType(ClientError):
     """A request or channel in a content type the algorithm does not read (HTTP 415)."""
 

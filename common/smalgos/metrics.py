@@ -6,18 +6,21 @@
     #throughput_metric: host=algo-1, train throughput=905.99 records/second
 
 `<loss>` marks values to minimise, `<score>` values to maximise; `epoch=` is present on per-epoch
-values and absent on final ones.
+values and absent on final ones. A quality line is printed from the algorithm's declared metric
+(`smalgos.declaration.quality_metric`): `MetricsLogger.quality` finds it, takes its kind, and
+checks that the line it prints is one the declared regex scrapes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
-from typing import TextIO
+from typing import Sequence, TextIO
 
-LOSS, SCORE = "loss", "score"
+from .declaration import LOSS, SCORE, Metric
 
 log = logging.getLogger("smalgos")
 
@@ -39,23 +42,40 @@ def _fmt(value: float) -> str:
 
 
 class MetricsLogger:
-    """Prints metric lines for one host. Lines go to stdout (CloudWatch reads stdout and stderr)."""
+    """Prints metric lines for one host. Lines go to stdout (CloudWatch reads stdout and stderr).
 
-    def __init__(self, host: str = "algo-1", stream: TextIO | None = None, algorithm: str = ""):
+    `metrics` are the algorithm's declared metrics: `quality` prints only lines that one of them
+    stands for."""
+
+    def __init__(self, host: str = "algo-1", stream: TextIO | None = None, algorithm: str = "",
+                 metrics: Sequence[Metric] = ()):
         self.host = host
         self._stream = stream
         self.algorithm = algorithm
-        self.recorded: list[tuple[str, str, float, int | None]] = []  # (channel, name, value, epoch)
+        self.metrics = tuple(metrics)
 
     def _emit(self, line: str) -> None:
         stream = self._stream or sys.stdout
         stream.write(line + "\n")
         stream.flush()
 
-    def quality(self, channel: str, name: str, value: float, kind: str,
-                epoch: int | None = None, batch: int | None = None) -> None:
-        self.recorded.append((channel, name, float(value), epoch))
-        self._emit(quality_line(self.host, channel, name, value, kind, epoch, batch))
+    def declared(self, channel: str, name: str, per_epoch: bool = False) -> Metric:
+        """The declared metric that the quality line `<channel> <name>` stands for."""
+        for metric in self.metrics:
+            if metric.prints(channel, name, per_epoch):
+                return metric
+        raise LookupError(f"no declared metric is printed as {channel} {name}"
+                          f"{' (per epoch)' if per_epoch else ''}: declare it with quality_metric()")
+
+    def quality(self, channel: str, name: str, value: float, epoch: int | None = None,
+                batch: int | None = None) -> None:
+        """`#quality_metric: host=.., [epoch=.., ]<channel> <name> <loss|score>=<value>`, the kind
+        taken from the declared metric."""
+        metric = self.declared(channel, name, per_epoch=epoch is not None)
+        line = quality_line(self.host, channel, name, value, metric.kind, epoch, batch)
+        if batch is None and not re.search(metric.regex, line):  # declaration and line cannot drift apart
+            raise RuntimeError(f"{line!r} does not match the regex of {metric.name}: {metric.regex}")
+        self._emit(line)
 
     def progress(self, percent: float) -> None:
         self._emit(f"#progress_metric: host={self.host}, completed {_pct(percent)} % of epochs")

@@ -33,7 +33,7 @@ from ._arrow import arrow_csv, float_table
 from ._numfmt import float_strings
 from .batch import Batch
 from .media import CSV, MediaType, check_params, int_param
-from .predictions import Predictions
+from .predictions import DEFAULT_ROOT_KEY, Predictions
 from ._stream import RowBuffer, iter_line_blocks
 
 DEFAULT_CHUNK = 4 << 20
@@ -256,7 +256,8 @@ class CSVEncoder:
 
     media_type = CSV
 
-    def encode(self, predictions: Predictions) -> bytes:
+    def encode(self, predictions: Predictions, *, root_key: str = DEFAULT_ROOT_KEY) -> bytes:
+        """`root_key` is ignored: CSV has no root."""
         n = len(predictions)
         if n == 0:
             return b""

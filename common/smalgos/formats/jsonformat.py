@@ -10,7 +10,8 @@ Requests (one instance per record):
 The forms may be mixed; if any instance is sparse the batch is CSR. Other keys of an instance
 (``"configuration"``, a ``"label"``) are ignored: these are inference formats.
 
-Responses: JSON ``{"<root_key>": [{"<field>": value, ...}, ...]}`` (``json.dumps`` spacing),
+Responses: JSON ``{"<root_key>": [{"<field>": value, ...}, ...]}`` (``json.dumps`` spacing; the
+root key is given to the encoder, the algorithm's `json_root_key`),
 JSON Lines one ``{...}`` per line, each line ending in ``\\n``. Values are float32 printed as the
 shortest text that reads back the same (``0.3``, ``1.0``); NaN and ±inf, which JSON cannot
 carry, are written ``null``.
@@ -30,7 +31,7 @@ from ._numfmt import float_strings, row_strings
 from ._stream import RowBuffer, iter_line_blocks
 from .batch import Batch
 from .media import JSON, JSONLINES, MediaType, check_params
-from .predictions import Predictions
+from .predictions import DEFAULT_ROOT_KEY, Predictions
 
 _FORMS = ('{"features": [...]} or {"data": {"features": {"values": [...]}}} '
           '(sparse: {"data": {"features": {"keys": [...], "shape": [d], "values": [...]}}})')
@@ -217,14 +218,16 @@ def _record_strings(predictions: Predictions) -> list[str]:
 class JSONEncoder:
     media_type = JSON
 
-    def encode(self, predictions: Predictions) -> bytes:
+    def encode(self, predictions: Predictions, *, root_key: str = DEFAULT_ROOT_KEY) -> bytes:
+        """``{"<root_key>": [record, ...]}``; the key is the algorithm's (`Serving.json_root_key`)."""
         rows = _record_strings(predictions)
-        return (f"{{{json.dumps(predictions.root_key)}: [" + ", ".join(rows) + "]}").encode()
+        return (f"{{{json.dumps(root_key)}: [" + ", ".join(rows) + "]}").encode()
 
 
 class JSONLinesEncoder:
     media_type = JSONLINES
 
-    def encode(self, predictions: Predictions) -> bytes:
+    def encode(self, predictions: Predictions, *, root_key: str = DEFAULT_ROOT_KEY) -> bytes:
+        """One JSON object per line (no root: `root_key` is ignored)."""
         rows = _record_strings(predictions)
         return ("\n".join(rows) + "\n").encode() if rows else b""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+DEFAULT_ROOT_KEY = "predictions"  # the JSON wrapper key of most algorithms' answers
+
 
 @dataclass
 class Predictions:
@@ -14,12 +16,12 @@ class Predictions:
     fields:   name → (n,) for one value per record or (n, k) for a vector per record; every field
               has the same n. Encoders write values as float32 (integer outputs such as cluster
               ids come out as ``0.0``, as AWS's algorithms answer).
-    root_key: the JSON wrapper key: "predictions" for most algorithms, "projections" for PCA,
-              "scores" for RCF.
+
+    The JSON wrapper key ("predictions" for most algorithms, "projections" for PCA, "scores" for
+    RCF) is not theirs: the encoder is given it (`Encoder.encode(..., root_key=)`).
     """
 
     fields: dict[str, np.ndarray] = field(default_factory=dict)
-    root_key: str = "predictions"
 
     def __post_init__(self) -> None:
         n = None

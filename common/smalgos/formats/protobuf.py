@@ -35,7 +35,7 @@ from smalgos.errors import ClientError
 from . import recordio
 from .batch import Batch
 from .media import RECORDIO_PROTOBUF, MediaType, check_params
-from .predictions import Predictions
+from .predictions import DEFAULT_ROOT_KEY, Predictions
 
 _F32, _F64, _I32 = 0x12, 0x1A, 0x3A          # Value.float32_tensor (2), float64 (3), int32 (7)
 _TAG_NAMES = {_F32: "Float32", _F64: "Float64", _I32: "Int32"}
@@ -708,7 +708,8 @@ class RecordIOProtobufEncoder:
 
     media_type = RECORDIO_PROTOBUF
 
-    def encode(self, predictions: Predictions) -> bytes:
+    def encode(self, predictions: Predictions, *, root_key: str = DEFAULT_ROOT_KEY) -> bytes:
+        """`root_key` is ignored: the Records have no root."""
         fields = predictions.float32_fields()
         n = len(predictions)
         if n == 0:
@@ -756,7 +757,7 @@ def _label_names_in_wire_order(payload: bytes) -> list[str]:
     return names
 
 
-def decode_predictions(data: bytes, *, root_key: str = "predictions") -> Predictions:
+def decode_predictions(data: bytes) -> Predictions:
     """Read a protobuf response (label map per record) back into `Predictions` (clients, tests)."""
     from .record_pb2 import Record
 
@@ -773,4 +774,4 @@ def decode_predictions(data: bytes, *, root_key: str = "predictions") -> Predict
         rows = cols[name]
         arr = np.stack(rows)
         fields[name] = arr[:, 0] if arr.shape[1] == 1 else arr
-    return Predictions(fields, root_key)
+    return Predictions(fields)

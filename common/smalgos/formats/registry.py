@@ -4,7 +4,7 @@
     batch = dec.decode(body, parse_media_type(request.content_type), default_label_size=0,
                        source="request body")
     enc = negotiate_accept(request.headers.get("Accept"), ALGO_ACCEPTS, default="application/json")
-    body = enc.encode(predictions)
+    body = enc.encode(predictions, root_key=ALGO_JSON_ROOT_KEY)   # JSON: "predictions" (PCA: "projections")
 
 `get_decoder` refuses a type (415, naming it and the supported ones) and the parameters its
 decoder does not declare (415, naming the parameter); `negotiate_accept` picks the first entry of
@@ -19,7 +19,7 @@ from smalgos.errors import ClientError, UnsupportedAccept, UnsupportedContentTyp
 
 from .batch import Batch
 from .media import MediaType, check_params, parse_accept, parse_media_type
-from .predictions import Predictions
+from .predictions import DEFAULT_ROOT_KEY, Predictions
 
 
 @runtime_checkable
@@ -42,7 +42,9 @@ class Decoder(Protocol):
 class Encoder(Protocol):
     media_type: str
 
-    def encode(self, predictions: Predictions) -> bytes:
+    def encode(self, predictions: Predictions, *, root_key: str = DEFAULT_ROOT_KEY) -> bytes:
+        """The body. `root_key`: the JSON wrapper key (`Serving.json_root_key`); encoders whose
+        format has no root (CSV, JSON Lines, protobuf) ignore it."""
         ...
 
 

@@ -2,18 +2,17 @@
 
 The same torch code runs on CPU and CUDA: callers pick a device once with `pick_device()` and
 convert every mini-batch with `as_dense()` / `as_torch()`. `SMALGOS_DEVICE` (``cpu``, ``cuda``,
-``cuda:1``) overrides the automatic choice, e.g. to keep a GPU image on CPU for a test.
+``cuda:1``) overrides the automatic choice, e.g. to keep a GPU image on CPU for a test (read
+through `smalgos.environment`, when a device is picked).
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-DEVICE_ENV = "SMALGOS_DEVICE"
+from ..environment import device_override
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -21,7 +20,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if isinstance(device, torch.device):
         return device
     if device is None or device == "auto":
-        device = os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device_override() or ("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 

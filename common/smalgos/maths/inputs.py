@@ -1,4 +1,15 @@
-"""Feature matrices as the algorithms receive them: width checks and mini-batch iteration."""
+"""Checks on what estimators receive, in training and serving alike: one function and one message
+per fault, so that a user sees the same words from a notebook, a job's failure file and a 400.
+
+    check_features(x, feature_dim, where)   width against hyperparameter feature_dim; finite values
+    checked_features(x, where)              float32 (dense 2-D or CSR) and finite
+    conform_width(x, expected, where)       a fitted model's width; narrower sparse rows are padded
+    check_finite(x, where)                  no NaN or ±inf among the features
+    check_labels(y, where, ...)             present, one per record, finite, in the predictor's range
+    check_fitted(estimator, attribute)      fitted (or loaded) before use
+
+and the layout every core works on (`as_float32`, `minibatches`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +18,97 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ClientError
+from ..errors import InputError, NotFittedError
 
 
-def check_features(x, feature_dim: int | None, where: str) -> None:
-    """Refuse records whose width is not `feature_dim` (None: any width) or that hold NaN or ±inf."""
-    width = x.shape[1]
-    if feature_dim is not None and width != feature_dim:
-        raise ClientError(
-            f"{where}: records have {width} features but hyperparameter feature_dim is {feature_dim}")
-    values = x.data if sp.issparse(x) else x
+def check_finite(x, where: str) -> None:
+    """Refuse feature values that are NaN or ±inf."""
+    values = x.data if sp.issparse(x) else np.asarray(x)
     if not np.isfinite(values).all():
         bad = int((~np.isfinite(values)).sum())
-        raise ClientError(f"{where}: {bad} feature value(s) are NaN or infinite; every feature must be a finite number")
+        raise InputError(f"{where}: {bad} feature value(s) are NaN or infinite; every feature must be a finite number")
+
+
+def check_features(x, feature_dim: int | None, where: str, widen_sparse: bool = False):
+    """Refuse records whose width is not `feature_dim` (None: any width) or that hold NaN or ±inf;
+    return them. With `widen_sparse`, narrower sparse rows are widened to `feature_dim` instead
+    (Linear Learner reads sparse data whose last features may be absent)."""
+    width = x.shape[1]
+    if feature_dim is not None and width != feature_dim:
+        if widen_sparse and sp.issparse(x) and width < feature_dim:
+            x = _widen(x, feature_dim)
+        else:
+            raise InputError(f"{where}: records have {width} features but hyperparameter feature_dim is {feature_dim}")
+    check_finite(x, where)
+    return x
+
+
+def _widen(x, width: int) -> sp.csr_matrix:
+    """Sparse rows given `width` columns (the missing last ones are zeros)."""
+    x = sp.csr_matrix(x)
+    return sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], width))
+
+
+def checked_features(x, where: str):
+    """`x` as float32 (dense 2-D or CSR), its values finite."""
+    x = as_float32(x)
+    check_finite(x, where)
+    return x
+
+
+def conform_width(x, expected: int, where: str = "the request"):
+    """`x` with the `expected` number of features, the width a model was trained on.
+
+    Sparse rows may stop before the last feature (LibSVM, sparse JSON and protobuf name only the
+    indices they use): they are widened. Anything else of another width is refused, naming both
+    counts."""
+    width = x.shape[1]
+    if width == expected:
+        return x
+    if sp.issparse(x):
+        if width < expected:
+            return _widen(x, expected)
+        raise InputError(f"Feature count mismatch: the model was trained on {expected} features but {where} has "
+                         f"feature index {width - 1} (indices must be below {expected})")
+    hint = ("it looks like the label column is included: send only the features" if width == expected + 1
+            else "send only the features, without a label column")
+    raise InputError(f"Feature count mismatch: the model was trained on {expected} features but {where} has "
+                     f"{width} per record ({hint})")
+
+
+def check_labels(labels, where: str, *, predictor: str | None = None, num_classes: int | None = None,
+                 needed_by: str = "this algorithm") -> np.ndarray:
+    """One finite float32 label per record, (n,).
+
+    `predictor` "binary_classifier" needs 0 or 1; "multiclass_classifier" integers 0 .. num_classes-1.
+    Missing labels (`labels is None`) are refused naming where a label goes."""
+    if labels is None:
+        raise InputError(f"{where} has no labels: {needed_by} needs one label per record (CSV: the first column;"
+                         " recordIO-protobuf: label['values'])")
+    y = np.asarray(labels, dtype=np.float32)
+    if y.ndim == 2:
+        if y.shape[1] != 1:
+            raise InputError(f"{where}: records carry {y.shape[1]} labels; {needed_by} takes one")
+        y = y[:, 0]
+    y = y.reshape(-1)
+    if not np.isfinite(y).all():
+        raise InputError(f"{where}: labels must be finite numbers (found NaN or infinity)")
+    if predictor == "binary_classifier":
+        bad = (y != 0) & (y != 1)
+        if bad.any():
+            raise InputError(f"{where}: binary_classifier labels must be 0 or 1; found {float(y[bad][0])!r}")
+    elif predictor == "multiclass_classifier":
+        bad = (y != np.floor(y)) | (y < 0) | (y >= num_classes)
+        if bad.any():
+            raise InputError(f"{where}: multiclass_classifier labels must be integers 0 ... num_classes-1 "
+                             f"(num_classes={num_classes}); found {float(y[bad][0])!r}")
+    return y
+
+
+def check_fitted(estimator, attribute: str = "n_features_in_") -> None:
+    """Refuse to use an estimator before `fit()` or `load()` has set `attribute`."""
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(f"This {type(estimator).__name__} is not fitted yet: call fit() or load() first")
 
 
 def as_float32(x):
@@ -28,7 +117,7 @@ def as_float32(x):
         return sp.csr_matrix(x, dtype=np.float32)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
-        raise ValueError(f"expected a 2-D feature matrix, got shape {x.shape}")
+        raise InputError(f"expected a 2-D feature matrix, got shape {x.shape}")
     return x
 
 

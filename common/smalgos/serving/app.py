@@ -54,6 +54,7 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
     default_accept = env.default_accept or serving.default_accept
     aliases, decoder_options = algorithm.content_type_aliases, algorithm.decoder_options
     custom_encode = getattr(model, "encode", None)
+    root_key = serving.json_root_key  # the JSON wrapper, declared once per algorithm (PCA: "projections")
     app = Flask(f"smalgos-{algorithm.name}")
     app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes
 
@@ -109,19 +110,10 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
                 return Response(status=204)
             raise ClientError("Request body is empty or holds no records: send at least one")
         predictions = model.predict(batch, accept)
-        predictions.root_key = serving.json_root_key  # declared once per algorithm (PCA: "projections")
         custom = custom_encode(predictions, accept) if custom_encode else None
-        payload, mimetype = custom if custom else (encoder.encode(predictions), encoder.media_type)
+        payload, mimetype = custom if custom else (encoder.encode(predictions, root_key=root_key),
+                                                   encoder.media_type)
         log.debug("%d records in %.2f ms", len(batch), 1e3 * (time.perf_counter() - started))
         return Response(payload, status=200, mimetype=mimetype)
 
     return app
-
-
-def check_feature_count(batch: Batch, expected: int) -> None:
-    """The most common inference error, said plainly: a 400 naming both counts."""
-    got = batch.num_features
-    if got != expected:
-        raise ClientError(
-            f"Feature count mismatch: the model was trained on {expected} features but the request has"
-            f" {got} per record (send only the features, without a label column)")

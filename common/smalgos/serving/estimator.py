@@ -10,8 +10,7 @@ from ..artifacts import require_file
 from ..errors import ClientError
 from ..formats.batch import Batch
 from ..formats.predictions import Predictions
-from ..maths.inputs import check_features
-from .app import check_feature_count
+from ..maths.inputs import check_finite, conform_width
 
 
 class EstimatorModel(ABC):
@@ -22,9 +21,10 @@ class EstimatorModel(ABC):
         self.estimator = estimator
 
     def predict(self, batch: Batch, accept=None) -> Predictions:
-        check_feature_count(batch, self.estimator.n_features_in_)
-        check_features(batch.features, None, "Request")
-        return Predictions(self.fields(batch.features, accept))
+        self.estimator.check_fitted()
+        features = conform_width(batch.features, self.estimator.n_features_in_)
+        check_finite(features, "Request")
+        return Predictions(self.fields(features, accept))
 
     @abstractmethod
     def fields(self, features, accept) -> dict:

@@ -14,12 +14,10 @@ from gunicorn.app.base import BaseApplication
 
 from ..declaration import Algorithm, load_algorithm, resolve
 from ..environment import Paths, ServingEnv
-from ..training.runner import setup_logging
+from ..logs import setup_logging
 from .app import create_app
 
 log = logging.getLogger("smalgos")
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def load_model(algorithm: Algorithm, model_dir: Path):
@@ -52,8 +50,8 @@ class _Gunicorn(BaseApplication):
 def serve(algorithm_name: str) -> int:
     setup_logging()
     env = ServingEnv.from_env()
-    for var in THREAD_VARS:  # maths libraries (and Arrow's CSV reader) use this many threads per worker
-        os.environ.setdefault(var, str(env.threads_per_worker))
+    # The workers' maths libraries (and Arrow's CSV reader) use this many threads; one already set stays.
+    os.environ.update(env.worker_thread_vars)
     log.info("Serving %s on port %d with %d worker(s), timeout %d s", algorithm_name, env.port, env.workers,
              env.timeout)
     _Gunicorn(algorithm_name, {

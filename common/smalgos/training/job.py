@@ -12,7 +12,7 @@ from pathlib import Path
 from ..channels import ChannelInput
 from ..config import JobConfig, ResourceConfig
 from ..declaration import Algorithm
-from ..environment import Paths
+from ..environment import Paths, TrainingEnv
 from ..errors import ClientError
 from ..metrics import MetricsLogger
 
@@ -28,13 +28,15 @@ class TrainingJob:
     paths: Paths
     checkpoint_dir: Path
     metrics: MetricsLogger
+    env: TrainingEnv = field(default_factory=TrainingEnv.from_env)
     stop_event: threading.Event = field(default_factory=threading.Event)
     log: logging.Logger = log
 
     @classmethod
     def from_config(cls, algorithm: Algorithm, config: JobConfig, paths: Paths,
-                    stop_event: threading.Event | None = None) -> "TrainingJob":
+                    stop_event: threading.Event | None = None, env: TrainingEnv | None = None) -> "TrainingJob":
         stop_event = stop_event or threading.Event()
+        env = env or TrainingEnv.from_env()
         hyperparameters = algorithm.hyperparameters.parse(config.hyperparameters)
         channels = {}
         unknown = sorted(set(config.channels) - {c.name for c in algorithm.channels})
@@ -58,7 +60,8 @@ class TrainingJob:
             channels[declared.name] = ChannelInput(declared, cfg, paths, default_label_size=label_size,
                                                    should_stop=stop_event.is_set,
                                                    aliases=algorithm.content_type_aliases,
-                                                   decoder_options=algorithm.decoder_options)
+                                                   decoder_options=algorithm.decoder_options,
+                                                   pipe_wait_seconds=env.pipe_wait_seconds)
         return cls(
             algorithm=algorithm,
             hyperparameters=hyperparameters,
@@ -66,7 +69,9 @@ class TrainingJob:
             resources=config.resources,
             paths=paths,
             checkpoint_dir=config.checkpoint_dir,
-            metrics=MetricsLogger(host=config.resources.current_host, algorithm=algorithm.display_name),
+            metrics=MetricsLogger(host=config.resources.current_host, algorithm=algorithm.display_name,
+                                  metrics=algorithm.metrics),
+            env=env,
             stop_event=stop_event,
         )
 

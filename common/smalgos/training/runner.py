@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -22,24 +21,12 @@ from ..config import JobConfig
 from ..declaration import Algorithm, load_algorithm, resolve
 from ..environment import Paths
 from ..errors import ClientError, SMAlgoError, TrainingStopped
+from ..logs import setup_logging
 from .job import TrainingJob
 
 log = logging.getLogger("smalgos")
 
 EXIT_OK, EXIT_FAILED, EXIT_STOPPED = 0, 1, 143
-
-
-def setup_logging() -> None:
-    """Log lines in first-party images' shape: `[11/24/2026 19:50:00 INFO 1403] message`."""
-    root = logging.getLogger()
-    if any(getattr(h, "_smalgos", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(thread)d] %(message)s",
-                                           datefmt="%m/%d/%Y %H:%M:%S"))
-    handler._smalgos = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def failure_text(exc: BaseException) -> str:

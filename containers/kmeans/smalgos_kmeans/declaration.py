@@ -14,12 +14,11 @@ Sources: AWS Developer Guide `k-means-api-config`, `k-means-tuning`, `km-in-form
 from __future__ import annotations
 
 from smalgos.declaration import (
-    AUTO, CPU, FILE, GPU, MINIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float, Hyperparameters,
+    AUTO, CPU, GPU, MINIMIZE, Algorithm, Boolean, Categorical, Channel, Float, Hyperparameters,
     Integer, Interval, Serving, StringList, progress_metric, quality_metric, throughput_metric,
 )
 
 POSITIVE = Interval(1, None)
-CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
 INIT_METHODS = ("random", "kmeans++")
 EVAL_METRICS = ("msd", "ssd")
 
@@ -53,10 +52,8 @@ ALGORITHM = Algorithm(
     display_name="AWS/KMeansWebscale",
     hyperparameters=HYPERPARAMETERS,
     channels=(
-        Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="streamed in mini-batches, `epochs` times; labels ignored"),
-        Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="scored once at the end with eval_metrics"),
+        Channel("train", required=True, doc="streamed in mini-batches, `epochs` times; labels ignored"),
+        Channel("test", doc="scored once at the end with eval_metrics"),
     ),
     metrics=(
         quality_metric("test", "msd", MINIMIZE),
@@ -65,8 +62,6 @@ ALGORITHM = Algorithm(
         progress_metric(),
         throughput_metric(),
     ),
-    trainer="smalgos_kmeans.train:train",
-    model_loader="smalgos_kmeans.serve:load_model",
     serving=Serving(
         content_types=("text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf"),
         accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf", "text/csv"),

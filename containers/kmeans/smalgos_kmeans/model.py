@@ -23,7 +23,6 @@ The same torch code runs on CPU or CUDA (`device`). A fixed `random_state` gives
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -32,19 +31,21 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.declaration import AUTO
+from smalgos.errors import InputError
+from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import as_dense, generator, pick_device, to_numpy
 from smalgos.maths.distances import nearest, pairwise_sq_distances
-from smalgos.maths.inputs import as_float32, minibatches
+from smalgos.maths.inputs import as_float32, conform_width
+
+from .declaration import HYPERPARAMETERS
 
 log = logging.getLogger("smalgos")
 
-AUTO = "auto"
 MODEL_FILE = "model_algo-1.safetensors"  # tensor "centroids": (k, feature_dim) float32
 META_FILE = "model_algo-1.json"
-FORMAT_VERSION = 1
 DEFAULT_EXTRA_CENTER_FACTOR = 10  # what AWS's image resolved 'auto' to in a public job log (k=8)
 DEFAULT_NUM_TRIALS = 10           # the number of local Lloyd attempts 'auto' ran in that log
-INIT_METHODS = ("random", "kmeans++")
 
 
 def kmeans_plusplus(x: torch.Tensor, n_clusters: int, gen: torch.Generator,
@@ -148,10 +149,11 @@ def hartigan_refine(x: torch.Tensor, w: torch.Tensor, centers: torch.Tensor,
     return c
 
 
-class WebScaleKMeans:
+class WebScaleKMeans(StreamingEstimator):
     """Mini-batch web-scale k-means with a Lloyd's reduction (SageMaker K-Means' algorithm).
 
-    Parameters carry AWS's hyperparameter names. Fitted attributes: `cluster_centers_` (k, d)
+    Parameters are the declared hyperparameters (AWS's names and defaults), plus `local_refine`,
+    `random_state` and `device`. Fitted attributes: `cluster_centers_` (k, d)
     float32, `stream_centers_` (K, d) and `stream_weights_` (K,) from the streaming phase,
     `n_features_in_`, `n_samples_seen_` (records in the last epoch), `train_msd_` (mean squared
     distance of the last epoch's records to the final centres, bounded from per-centre sums
@@ -159,24 +161,15 @@ class WebScaleKMeans:
     `local_msd_` (the reduction's weighted mean squared distance) and `local_losses_` (per trial).
     """
 
-    def __init__(self, k: int, *, extra_center_factor: int | str = AUTO, init_method: str = "random",
-                 mini_batch_size: int = 5000, epochs: int = 1, half_life_time_size: int = 0,
-                 local_lloyd_max_iter: int = 300, local_lloyd_tol: float = 1e-4,
-                 local_lloyd_num_trials: int | str = AUTO, local_lloyd_init_method: str = "kmeans++",
-                 local_refine: bool = True, random_state: int = 0, device: str | None = None):
-        self.k = k
-        self.extra_center_factor = extra_center_factor
-        self.init_method = init_method
-        self.mini_batch_size = mini_batch_size
-        self.epochs = epochs
-        self.half_life_time_size = half_life_time_size
-        self.local_lloyd_max_iter = local_lloyd_max_iter
-        self.local_lloyd_tol = local_lloyd_tol
-        self.local_lloyd_num_trials = local_lloyd_num_trials
-        self.local_lloyd_init_method = local_lloyd_init_method
-        self.local_refine = local_refine
-        self.random_state = random_state
-        self.device = device
+    hyperparameters = HYPERPARAMETERS
+    positional = ("k",)
+    job_only = ("feature_dim", "force_dense")
+    extra_parameters = {"local_refine": True}
+    format_name = "smalgos-kmeans"
+    fitted_attribute = "cluster_centers_"
+
+    def passes(self) -> int:
+        return int(self.epochs)
 
     # -- resolved parameters --------------------------------------------------------------------
 
@@ -196,28 +189,7 @@ class WebScaleKMeans:
         centers = getattr(self, "_centers", None)
         return self.k * self.center_factor_ if centers is None else int(centers.shape[0])
 
-    def _validate(self) -> None:
-        if int(self.k) < 1:
-            raise ValueError("k must be at least 1")
-        for name in ("init_method", "local_lloyd_init_method"):
-            if getattr(self, name) not in INIT_METHODS:
-                raise ValueError(f"{name} must be one of {INIT_METHODS}")
-        if self.center_factor_ < 1 or self.num_trials_ < 1 or self.epochs < 1 or self.mini_batch_size < 1:
-            raise ValueError("extra_center_factor, local_lloyd_num_trials, epochs and mini_batch_size must be positive")
-        if self.half_life_time_size < 0 or not 0 <= self.local_lloyd_tol <= 1:
-            raise ValueError("half_life_time_size must be >= 0 and local_lloyd_tol in [0, 1]")
-
     # -- notebook API ---------------------------------------------------------------------------
-
-    def fit(self, X, y=None) -> "WebScaleKMeans":
-        """Stream X in order, `epochs` times, in mini-batches of `mini_batch_size`; then reduce."""
-        X = as_float32(X)
-        self.begin(X.shape[1])
-        for _ in range(self.epochs):
-            for xb in minibatches(X, self.mini_batch_size):
-                self.partial_fit(xb)
-            self.end_epoch()
-        return self.finalize()
 
     def closest(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(index of the closest centre (n,) int64, Euclidean distance to it (n,) float32)."""
@@ -233,8 +205,7 @@ class WebScaleKMeans:
         return float(d2.to(torch.float64).sum()), int(d2.shape[0])
 
     def _nearest(self, X):
-        if not hasattr(self, "cluster_centers_"):
-            raise RuntimeError("this WebScaleKMeans is not fitted")
+        self.check_fitted()
         dev = pick_device(self.device)
         cached = getattr(self, "_serving_centers", None)
         if cached is None or cached[0] is not self.cluster_centers_ or cached[1].device != dev:
@@ -246,22 +217,21 @@ class WebScaleKMeans:
 
     def save(self, model_dir) -> list[Path]:
         """Write the centroids (safetensors) and their metadata (JSON); never pickle."""
+        self.check_fitted()
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         save_file({"centroids": np.ascontiguousarray(self.cluster_centers_, dtype=np.float32)},
                   str(model_dir / MODEL_FILE))
-        meta = {"algorithm": "kmeans", "format_version": FORMAT_VERSION, "k": int(self.cluster_centers_.shape[0]),
-                "feature_dim": int(self.cluster_centers_.shape[1]), "distance": "euclidean"}
-        (model_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        return [model_dir / MODEL_FILE, model_dir / META_FILE]
+        meta = self.write_metadata(model_dir / META_FILE, {
+            "k": int(self.cluster_centers_.shape[0]), "feature_dim": int(self.cluster_centers_.shape[1]),
+            "distance": "euclidean"})
+        return [model_dir / MODEL_FILE, meta]
 
     @classmethod
     def load(cls, model_dir, device: str | None = None) -> "WebScaleKMeans":
         """A fitted estimator from `save()`'s files (ValueError if they are inconsistent)."""
         model_dir = Path(model_dir)
-        meta = json.loads((model_dir / META_FILE).read_text())
-        if meta.get("algorithm") != "kmeans" or int(meta.get("format_version", -1)) > FORMAT_VERSION:
-            raise ValueError(f"{META_FILE} does not describe a k-means model this version can read")
+        meta = cls.read_metadata(model_dir / META_FILE)
         centroids = load_file(str(model_dir / MODEL_FILE)).get("centroids")
         if centroids is None or centroids.ndim != 2 or centroids.shape != (meta["k"], meta["feature_dim"]):
             raise ValueError(f"{MODEL_FILE}: centroids missing or not of shape (k, feature_dim) = "
@@ -271,11 +241,19 @@ class WebScaleKMeans:
         est.n_features_in_ = int(meta["feature_dim"])
         return est
 
+    # -- what the training driver reports -------------------------------------------------------
+
+    def training_metrics(self) -> dict[str, float]:
+        return {"msd": self.train_msd_}
+
+    def test_scorer(self) -> "_DistanceScorer":
+        return _DistanceScorer(self)
+
     # -- streaming API --------------------------------------------------------------------------
 
     def begin(self, n_features: int) -> None:
         """Start a fit on records of `n_features` features."""
-        self._validate()
+        self.validated_parameters(feature_dim=n_features)
         self._device = pick_device(self.device)
         self._gen = generator(self.random_state)
         self.n_features_in_ = int(n_features)
@@ -294,7 +272,7 @@ class WebScaleKMeans:
         if K < wanted:
             log.warning("Effective batch size used to initialize is %d: %d centers instead of %d", n, K, wanted)
         if K < self.k:
-            raise ValueError(f"k={self.k} exceeds the {n} records of the first mini-batch")
+            raise InputError(f"only {n} records in the first mini-batch: fewer than k={self.k}")
         if self.init_method == "kmeans++":
             rows = kmeans_plusplus(x, K, self._gen)
         else:
@@ -304,9 +282,7 @@ class WebScaleKMeans:
 
     def partial_fit(self, xb) -> "WebScaleKMeans":
         """Fold one mini-batch into the K streaming centres (the first one also seeds them)."""
-        x = as_dense(as_float32(xb), self._device)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {x.shape[1]}")
+        x = as_dense(conform_width(as_float32(xb), self.n_features_in_, "the mini-batch"), self._device)
         n = x.shape[0]
         if n == 0:
             return self
@@ -343,7 +319,8 @@ class WebScaleKMeans:
     def finalize(self) -> "WebScaleKMeans":
         """Reduce the K streaming centres to k with weighted Lloyd's; sets `cluster_centers_`."""
         if self._centers is None:
-            raise ValueError("no records were seen")
+            raise InputError("no records were seen")
+        log.info("shrinking %d centers into %d", self.n_stream_centers, self.k)
         if self._epoch_n:  # partial_fit without end_epoch
             self.end_epoch()
         centers = self._centers.to(torch.float64)
@@ -390,3 +367,18 @@ class WebScaleKMeans:
             self.train_msd_ = float("nan")
         self.n_samples_seen_ = n
         return self
+
+
+class _DistanceScorer:
+    """The test channel's msd and ssd (squared distances to the closest centre), those asked for
+    by `eval_metrics`."""
+
+    def __init__(self, km: WebScaleKMeans):
+        self.km, self.ssd = km, 0.0
+
+    def update(self, features, labels) -> None:
+        self.ssd += self.km.sum_squared_distances(features)[0]
+
+    def result(self, records: int) -> dict[str, float]:
+        scores = {"msd": self.ssd / records, "ssd": self.ssd}
+        return {name: scores[name] for name in self.km.eval_metrics}

@@ -16,13 +16,12 @@ default-conf.json (see /work/shared/spec/algorithms-tabular.md §6). Standard li
 from __future__ import annotations
 
 from smalgos.declaration import (
-    AUTO, CPU, FILE, GPU, MAXIMIZE, MINIMIZE, PIPE, Algorithm, Categorical, Channel, Hyperparameters,
+    AUTO, CPU, GPU, MAXIMIZE, MINIMIZE, Algorithm, Categorical, Channel, Hyperparameters,
     Integer, Interval, Serving, progress_metric, quality_metric, throughput_metric,
 )
 from smalgos.errors import ClientError
 
 POSITIVE = Interval(1, None)
-CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
 PQ_M_CHOICES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 
 
@@ -75,10 +74,8 @@ ALGORITHM = Algorithm(
     display_name="AWS/KNN",
     hyperparameters=HYPERPARAMETERS,
     channels=(
-        Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="sampled into the index; label in CSV column 0 or recordIO label['values']"),
-        Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="scored once at the end: accuracy (classifier) or mse (regressor)"),
+        Channel("train", required=True, doc="sampled into the index; label in CSV column 0 or recordIO label['values']"),
+        Channel("test", doc="scored once at the end: accuracy (classifier) or mse (regressor)"),
     ),
     metrics=(
         quality_metric("test", "accuracy", MAXIMIZE),
@@ -86,8 +83,6 @@ ALGORITHM = Algorithm(
         progress_metric(),
         throughput_metric(),
     ),
-    trainer="smalgos_knn.train:train",
-    model_loader="smalgos_knn.serve:load_model",
     serving=Serving(
         content_types=("text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf"),
         accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf"),

@@ -28,7 +28,6 @@ with the drawn projection.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -38,10 +37,14 @@ import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.errors import InputError
+from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import as_dense, pick_device, to_numpy
 from smalgos.maths.distances import top_k
-from smalgos.maths.inputs import as_float32, minibatches
+from smalgos.maths.inputs import as_float32, conform_width
 from smalgos.maths.projections import RandomProjection
+
+from .declaration import HYPERPARAMETERS, PQ_M_CHOICES
 
 log = logging.getLogger("smalgos")
 
@@ -49,12 +52,8 @@ INDEX_FILE = "model_algo-1"
 LABELS_FILE = "model_algo-1.labels"
 META_FILE = "model_algo-1.json"
 PROJECTION_FILE = "model_algo-1.projection.safetensors"
-VERSION = "1.0"
+VERSION = "1.0"  # the "version" key of AWS's model_algo-1.json
 
-PREDICTOR_TYPES = ("classifier", "regressor")
-INDEX_TYPES = ("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")
-INDEX_METRICS = ("L2", "INNER_PRODUCT", "COSINE")
-PQ_M_CHOICES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 
 
 def _faiss():
@@ -127,40 +126,25 @@ class ReservoirSampler:
         return np.concatenate(self._chunks_x), np.concatenate(self._chunks_y)
 
 
-class KNearestNeighbors:
+class KNearestNeighbors(StreamingEstimator):
     """SageMaker k-NN's model. See the module docstring.
 
-    Fitted attributes: `index_` (FAISS index), `labels_` (float32, one per indexed record),
-    `projection_` (RandomProjection or None), `n_features_in_`, `n_samples_seen_`.
+    Parameters are the declared hyperparameters (AWS's names and defaults; `_faiss_index_nprobe`
+    is `faiss_index_nprobe`), plus `backend` ("faiss", "torch" or "auto"), `random_state` and
+    `device`. Fitted attributes: `index_` (FAISS index), `labels_` (float32, one per indexed
+    record), `projection_` (RandomProjection or None), `n_features_in_`, `n_samples_seen_`.
     """
 
-    def __init__(self, k: int, predictor_type: str = "classifier", *, sample_size: int | None = None,
-                 dimension_reduction_type: str | None = None, dimension_reduction_target: int | None = None,
-                 index_type: str = "faiss.Flat", index_metric: str = "L2", faiss_index_ivf_nlists: int | str = "auto",
-                 faiss_index_pq_m: int | None = None, faiss_index_nprobe: int = 5, random_state: int = 0,
-                 backend: str = "auto", device: str | None = None):
-        self.k = k
-        self.predictor_type = predictor_type
-        self.sample_size = sample_size
-        self.dimension_reduction_type = dimension_reduction_type
-        self.dimension_reduction_target = dimension_reduction_target
-        self.index_type = index_type
-        self.index_metric = index_metric
-        self.faiss_index_ivf_nlists = faiss_index_ivf_nlists
-        self.faiss_index_pq_m = faiss_index_pq_m
-        self.faiss_index_nprobe = faiss_index_nprobe
-        self.random_state = random_state
-        self.backend = backend
-        self.device = device
+    hyperparameters = HYPERPARAMETERS
+    positional = ("k", "predictor_type")
+    job_only = ("feature_dim", "epochs")
+    notebook_defaults = {"predictor_type": "classifier", "sample_size": None}  # None: index every record
+    extra_parameters = {"backend": "auto"}
+    format_name = "smalgos-knn"
+    uses_labels = True
+    fitted_attribute = "index_"
 
     # -- notebook API ---------------------------------------------------------------------------
-
-    def fit(self, X, y, batch_size: int = 5000) -> "KNearestNeighbors":
-        X = as_float32(X)
-        self.begin(X.shape[1])
-        for xb, yb in minibatches(X, batch_size, np.asarray(y, dtype=np.float32)):
-            self.partial_fit(xb, yb)
-        return self.finalize()
 
     def kneighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances (n, k), neighbours' labels (n, k)), closest first."""
@@ -181,24 +165,8 @@ class KNearestNeighbors:
 
     # -- streaming API --------------------------------------------------------------------------
 
-    def _validate(self, d: int) -> None:
-        if self.k < 1:
-            raise ValueError("k must be at least 1")
-        if self.predictor_type not in PREDICTOR_TYPES:
-            raise ValueError(f"predictor_type must be one of {PREDICTOR_TYPES}")
-        if self.index_type not in INDEX_TYPES or self.index_metric not in INDEX_METRICS:
-            raise ValueError(f"index_type must be one of {INDEX_TYPES}, index_metric one of {INDEX_METRICS}")
-        if self.index_type == "faiss.IVFPQ" and self.index_metric != "L2":
-            raise ValueError("faiss.IVFPQ supports only index_metric L2")
-        if self.dimension_reduction_type is not None:
-            t = self.dimension_reduction_target
-            if t is None or not 0 < t < d:
-                raise ValueError(f"dimension_reduction_target must be between 1 and feature_dim - 1 = {d - 1}")
-        if self.faiss_index_pq_m is not None and self.faiss_index_pq_m not in PQ_M_CHOICES:
-            raise ValueError(f"faiss_index_pq_m must be one of {PQ_M_CHOICES}")
-
     def begin(self, n_features: int) -> None:
-        self._validate(n_features)
+        self.validated_parameters(feature_dim=n_features)
         self._device = pick_device(self.device)
         self.n_features_in_ = int(n_features)
         self.projection_ = None
@@ -220,10 +188,8 @@ class KNearestNeighbors:
     def partial_fit(self, X, y) -> "KNearestNeighbors":
         y = np.asarray(y, dtype=np.float32).reshape(-1)
         if X.shape[0] != y.shape[0]:
-            raise ValueError(f"{X.shape[0]} records but {y.shape[0]} labels")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
-        self._sampler.add(self._reduce(X), y)
+            raise InputError(f"{X.shape[0]} records but {y.shape[0]} labels")
+        self._sampler.add(self._reduce(conform_width(X, self.n_features_in_, "the mini-batch")), y)
         return self
 
     @property
@@ -270,6 +236,8 @@ class KNearestNeighbors:
         self.index_ = index
         self.labels_ = y.astype(np.float32)
         self._prepare_search()
+        log.info("Built a %s index (%s) over %d sampled records of %d", self.index_type, self.index_metric,
+                 index.ntotal, self.n_samples_seen_)
         return self
 
     # -- search ---------------------------------------------------------------------------------
@@ -292,8 +260,7 @@ class KNearestNeighbors:
         self.backend_ = backend
 
     def _search(self, X, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "index_"):
-            raise RuntimeError("this KNearestNeighbors is not fitted")
+        self.check_fitted()
         q = self._reduce(X)
         if self.index_metric == "COSINE":
             q = _normalize(q)
@@ -315,6 +282,9 @@ class KNearestNeighbors:
                 ivf.nprobe = nprobe
         return dist.astype(np.float32, copy=False), idx
 
+    def test_scorer(self) -> "_PredictionScorer":
+        return _PredictionScorer(self)
+
     # -- artifacts ------------------------------------------------------------------------------
 
     def metadata(self) -> dict:
@@ -332,10 +302,11 @@ class KNearestNeighbors:
         faiss = _faiss()
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
+        self.check_fitted()
         files = [model_dir / INDEX_FILE, model_dir / LABELS_FILE, model_dir / META_FILE]
         faiss.serialize_index(self.index_).tofile(files[0])
         self.labels_.astype("<f4").tofile(files[1])
-        files[2].write_text(json.dumps(self.metadata(), indent=1) + "\n")
+        self.write_metadata(files[2], self.metadata())
         if self.projection_ is not None:
             save_file({k: np.ascontiguousarray(v) for k, v in self.projection_.state().items()},
                       str(model_dir / PROJECTION_FILE))
@@ -347,10 +318,11 @@ class KNearestNeighbors:
         """A fitted model from `save()`'s files; ValueError when they are inconsistent."""
         faiss = _faiss()
         model_dir = Path(model_dir)
-        meta = json.loads((model_dir / META_FILE).read_text())
+        meta = cls.read_metadata(model_dir / META_FILE)
         k, predictor_type = int(meta["k"]), meta["predictor_type"]
-        if k < 1 or predictor_type not in PREDICTOR_TYPES:
-            raise ValueError(f"{META_FILE}: k must be >= 1 and predictor_type one of {PREDICTOR_TYPES}")
+        predictor_types = HYPERPARAMETERS["predictor_type"].choices
+        if k < 1 or predictor_type not in predictor_types:
+            raise ValueError(f"{META_FILE}: k must be >= 1 and predictor_type one of {predictor_types}")
         index = faiss.deserialize_index(np.fromfile(model_dir / INDEX_FILE, dtype=np.uint8))
         labels = np.fromfile(model_dir / LABELS_FILE, dtype="<f4").astype(np.float32)
         if labels.shape[0] != index.ntotal:
@@ -374,6 +346,23 @@ class KNearestNeighbors:
         est.n_samples_seen_ = index.ntotal
         est._prepare_search()
         return est
+
+
+class _PredictionScorer:
+    """The test channel's accuracy (classifier) or mse (regressor) of the predicted labels."""
+
+    def __init__(self, knn: KNearestNeighbors):
+        self.knn, self.right, self.sq_err = knn, 0, 0.0
+
+    def update(self, features, labels) -> None:
+        pred = self.knn.predict(features)
+        self.right += int((pred == labels).sum())
+        self.sq_err += float(((pred.astype(np.float64) - labels) ** 2).sum())
+
+    def result(self, records: int) -> dict[str, float]:
+        if self.knn.predictor_type == "classifier":
+            return {"accuracy": self.right / records}
+        return {"mse": self.sq_err / records}
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ or a missing Accept gets JSON.
 from __future__ import annotations
 
 from smalgos.declaration import (
-    AUTO, CPU, FILE, GPU, MAXIMIZE, MINIMIZE, PIPE, Algorithm, Boolean, Categorical, Channel, Float,
+    AUTO, CPU, GPU, MAXIMIZE, MINIMIZE, Algorithm, Boolean, Categorical, Channel, Float,
     FloatOrChoice, Hyperparameters, Integer, Interval, Metric, Serving, String, progress_metric, quality_metric,
     throughput_metric,
 )
@@ -119,13 +119,10 @@ HYPERPARAMETERS = Hyperparameters(
     accept_unknown=("force_dense",),
 )
 
-CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
 CHANNELS = (
-    Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-            doc="training data; label in CSV column 0 or recordIO label 'values'"),
-    Channel("validation", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-            doc="early stopping, model selection and threshold calibration"),
-    Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE), doc="scored once at the end"),
+    Channel("train", required=True, doc="training data; label in CSV column 0 or recordIO label 'values'"),
+    Channel("validation", doc="early stopping, model selection and threshold calibration"),
+    Channel("test", doc="scored once at the end"),
 )
 
 
@@ -150,18 +147,19 @@ def _metrics() -> tuple[Metric, ...]:
         ("macro_f_beta", r"macro_f_\S+"),
         ("dcg", "dcg"),
     )
-    for channel in ("validation", "test"):
+    # The final model is scored on every channel; AWS's tunable metrics are validation and test ones
+    # (rmse on validation only), and the console lists the train channel's binary metrics.
+    for channel in ("validation", "test", "train"):
+        tunable = channel != "train"
         for name, token in scores:
-            out.append(quality_metric(channel, name, MAXIMIZE, token=token))
+            out.append(quality_metric(channel, name, MAXIMIZE, tunable=tunable, token=token))
         for name in ("mse", "absolute_loss"):
-            out.append(quality_metric(channel, name, MINIMIZE))
+            out.append(quality_metric(channel, name, MINIMIZE, tunable=tunable))
         out.append(quality_metric(channel, "rmse", MINIMIZE, tunable=channel == "validation"))
         # newer images also print these; not tunable in AWS's list
         out.append(quality_metric(channel, "multiclass_balanced_accuracy", MAXIMIZE, tunable=False))
         # AWS prints multiclass_log_loss as a <score> (see evaluation.py)
         out.append(quality_metric(channel, "multiclass_log_loss", MINIMIZE, tunable=False, kind="score"))
-    for name, token in scores[:4]:  # the console also lists train-channel binary metrics
-        out.append(quality_metric("train", name, MAXIMIZE, tunable=False, token=token))
     out += [progress_metric(), throughput_metric()]
     return tuple(out)
 
@@ -171,8 +169,6 @@ ALGORITHM = Algorithm(
     hyperparameters=HYPERPARAMETERS,
     channels=CHANNELS,
     metrics=_metrics(),
-    trainer="smalgos_linear_learner.train:train",
-    model_loader="smalgos_linear_learner.serve:load_model",
     serving=Serving(
         content_types=("text/csv", "application/json", "application/jsonlines",
                        "application/x-recordio-protobuf"),

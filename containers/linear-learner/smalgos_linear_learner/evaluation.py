@@ -250,11 +250,3 @@ class RegressionMetrics(_Objective):
             "absolute_loss": self.ae / self.n,
         }
 
-
-# Which metrics are minimised: the rest are maximised (`<loss>` versus `<score>` in the log line).
-# AWS prints multiclass_log_loss as a <score>; we follow the log.
-LOSS_METRICS = ("mse", "rmse", "absolute_loss")
-
-
-def metric_kind(name: str) -> str:
-    return "loss" if name.endswith("_objective") or name in LOSS_METRICS else "score"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 
-from .evaluation import metric_kind
 from .model import EVAL_BLOCK, EpochReport, LinearLearner
 
 
@@ -47,9 +46,9 @@ def train(job) -> None:
     host = metrics.host
 
     def on_epoch(r: EpochReport) -> None:
-        metrics.quality("train", r.objective, r.best_train_loss, "loss", epoch=r.epoch)
+        metrics.quality("train", r.objective, r.best_train_loss, epoch=r.epoch)
         if r.validation_loss is not None:
-            metrics.quality("validation", r.objective, r.best_validation_loss, "loss", epoch=r.epoch)
+            metrics.quality("validation", r.objective, r.best_validation_loss, epoch=r.epoch)
         log.info("#early_stopping_criteria_metric: host=%s, epoch=%d, criteria=%s, value=%r",
                  host, r.epoch, r.criterion, r.best_value)
         if r.improved:
@@ -94,4 +93,4 @@ def _report(estimator: LinearLearner, channel: str, source, metrics, summary: bo
         for name, value in results.items():
             metrics.score_summary(channel, name, value)
     for name, value in results.items():
-        metrics.quality(channel, name, value, metric_kind(name))
+        metrics.quality(channel, name, value)

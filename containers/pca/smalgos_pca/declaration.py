@@ -16,13 +16,12 @@ SageMaker Python SDK's `PCA`; a public job log's default-conf.json (see
 from __future__ import annotations
 
 from smalgos.declaration import (
-    CPU, FILE, GPU, PIPE, Algorithm, Boolean, Categorical, Channel, Hyperparameters, Integer, Interval,
+    CPU, GPU, Algorithm, Boolean, Categorical, Channel, Hyperparameters, Integer, Interval,
     Serving, progress_metric, throughput_metric,
 )
 from smalgos.errors import ClientError
 
 POSITIVE = Interval(1, None)
-CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
 
 
 def _components_fit(hp: dict) -> None:
@@ -52,17 +51,13 @@ ALGORITHM = Algorithm(
     display_name="PCA",
     hyperparameters=HYPERPARAMETERS,
     channels=(
-        Channel("train", required=True, content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="read once, in mini-batches; labels ignored"),
-        Channel("test", content_types=CONTENT_TYPES, input_modes=(FILE, PIPE),
-                doc="scored by the final model (reconstruction error, logged)"),
+        Channel("train", required=True, doc="read once, in mini-batches; labels ignored"),
+        Channel("test", doc="scored by the final model (reconstruction error, logged)"),
     ),
     metrics=(
         progress_metric(),
         throughput_metric(),
     ),
-    trainer="smalgos_pca.train:train",
-    model_loader="smalgos_pca.serve:load_model",
     serving=Serving(
         content_types=("text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf"),
         accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf"),

@@ -27,7 +27,6 @@ that its largest-magnitude entry is positive.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -36,15 +35,17 @@ import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.errors import InputError
+from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import as_dense, as_torch, pick_device, to_numpy
-from smalgos.maths.inputs import as_float32, minibatches
+from smalgos.maths.inputs import as_float32, conform_width
+
+from .declaration import HYPERPARAMETERS
 
 log = logging.getLogger("smalgos")
 
-MODES = ("regular", "randomized")
 MODEL_FILE = "model_algo-1.safetensors"  # tensors "s", "v", "mean" as in AWS's NDArray dict
 META_FILE = "model_algo-1.json"
-FORMAT_VERSION = 1
 F64 = torch.float64
 
 
@@ -56,33 +57,24 @@ def _fix_signs(v: torch.Tensor) -> torch.Tensor:
     return v * signs
 
 
-class StreamingPCA:
-    """PCA from streamed mini-batches (SageMaker PCA's algorithm). See the module docstring."""
+class StreamingPCA(StreamingEstimator):
+    """PCA from streamed mini-batches (SageMaker PCA's algorithm). See the module docstring.
 
-    def __init__(self, num_components: int, *, algorithm_mode: str = "regular", subtract_mean: bool = True,
-                 extra_components: int = -1, mini_batch_size: int = 500, random_state: int = 0,
-                 device: str | None = None):
-        self.num_components = num_components
-        self.algorithm_mode = algorithm_mode
-        self.subtract_mean = subtract_mean
-        self.extra_components = extra_components
-        self.mini_batch_size = mini_batch_size
-        self.random_state = random_state
-        self.device = device
+    Parameters are the declared hyperparameters (AWS's names and defaults), plus `random_state`
+    and `device`."""
+
+    hyperparameters = HYPERPARAMETERS
+    positional = ("num_components",)
+    job_only = ("feature_dim", "force_dense", "epochs")
+    notebook_defaults = {"mini_batch_size": 500}
+    format_name = "smalgos-pca"
+    fitted_attribute = "components_"
 
     # -- notebook API ---------------------------------------------------------------------------
 
-    def fit(self, X, y=None) -> "StreamingPCA":
-        X = as_float32(X)
-        self.begin(X.shape[1])
-        for xb in minibatches(X, self.mini_batch_size):
-            self.partial_fit(xb)
-        return self.finalize()
-
     def transform(self, X) -> np.ndarray:
         """(n, num_components) float32 projections (x − mean)·v; the last column is the most significant."""
-        if not hasattr(self, "components_"):
-            raise RuntimeError("this StreamingPCA is not fitted")
+        self.check_fitted()
         dev = pick_device(self.device)
         cached = getattr(self, "_serving", None)
         if cached is None or cached[0] is not self.components_ or cached[1].device != dev:
@@ -105,14 +97,6 @@ class StreamingPCA:
 
     # -- streaming API --------------------------------------------------------------------------
 
-    def _validate(self, d: int) -> None:
-        if self.algorithm_mode not in MODES:
-            raise ValueError(f"algorithm_mode must be one of {MODES}")
-        if not 1 <= self.num_components <= d:
-            raise ValueError(f"num_components must be between 1 and feature_dim={d}, got {self.num_components}")
-        if self.extra_components < -1:
-            raise ValueError("extra_components must be -1 or >= 0")
-
     @property
     def sketch_size_(self) -> int:
         """ℓ = num_components + extra_components (−1 → max(10, num_components)), at most feature_dim."""
@@ -120,7 +104,8 @@ class StreamingPCA:
         return min(self.n_features_in_, self.num_components + extra)
 
     def begin(self, n_features: int) -> None:
-        self._validate(n_features)
+        self.validated_parameters(feature_dim=n_features)
+        log.info("%d feature(s) found in 'data'.", n_features)
         self._device = pick_device(self.device)
         self.n_features_in_ = int(n_features)
         self.n_samples_seen_ = 0
@@ -134,9 +119,7 @@ class StreamingPCA:
             self._shrunk = 0.0  # Σδ removed by the shrink steps
 
     def partial_fit(self, xb) -> "StreamingPCA":
-        xb = as_float32(xb)
-        if xb.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {xb.shape[1]}")
+        xb = conform_width(as_float32(xb), self.n_features_in_, "the mini-batch")
         if xb.shape[0] == 0:
             return self
         dev = self._device
@@ -167,7 +150,7 @@ class StreamingPCA:
     def finalize(self) -> "StreamingPCA":
         n = self.n_samples_seen_
         if n == 0:
-            raise ValueError("no records were seen")
+            raise InputError("no records were seen")
         nc = self.num_components
         s1 = self._sum  # Σ(x − shift)
         if self.subtract_mean:
@@ -199,6 +182,7 @@ class StreamingPCA:
         self.mean_ = to_numpy(mean.unsqueeze(0), np.float32)
         # Free the d × d / d × ℓ accumulators.
         self._scatter = self._sketch = None
+        log.info("Singular values (ascending): %s", np.array2string(self.singular_values_, precision=6))
         return self
 
     def _sketch_rows(self, x: torch.Tensor) -> None:
@@ -217,23 +201,21 @@ class StreamingPCA:
     # -- artifacts ------------------------------------------------------------------------------
 
     def save(self, model_dir) -> list[Path]:
+        self.check_fitted()
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         save_file({"s": np.ascontiguousarray(self.singular_values_), "v": np.ascontiguousarray(self.components_),
                    "mean": np.ascontiguousarray(self.mean_)}, str(model_dir / MODEL_FILE))
-        meta = {"algorithm": "pca", "format_version": FORMAT_VERSION, "num_components": int(self.components_.shape[1]),
-                "feature_dim": int(self.components_.shape[0]), "subtract_mean": bool(self.subtract_mean),
-                "algorithm_mode": self.algorithm_mode, "num_records": int(self.n_samples_seen_),
-                "component_order": "ascending"}
-        (model_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-        return [model_dir / MODEL_FILE, model_dir / META_FILE]
+        meta = self.write_metadata(model_dir / META_FILE, {
+            "num_components": int(self.components_.shape[1]), "feature_dim": int(self.components_.shape[0]),
+            "subtract_mean": bool(self.subtract_mean), "algorithm_mode": self.algorithm_mode,
+            "num_records": int(self.n_samples_seen_), "component_order": "ascending"})
+        return [model_dir / MODEL_FILE, meta]
 
     @classmethod
     def load(cls, model_dir, device: str | None = None) -> "StreamingPCA":
         model_dir = Path(model_dir)
-        meta = json.loads((model_dir / META_FILE).read_text())
-        if meta.get("algorithm") != "pca" or int(meta.get("format_version", -1)) > FORMAT_VERSION:
-            raise ValueError(f"{META_FILE} does not describe a PCA model this version can read")
+        meta = cls.read_metadata(model_dir / META_FILE)
         arrays = load_file(str(model_dir / MODEL_FILE))
         d, nc = int(meta["feature_dim"]), int(meta["num_components"])
         want = {"s": (nc,), "v": (d, nc), "mean": (1, d)}
@@ -248,3 +230,30 @@ class StreamingPCA:
         est.n_features_in_ = d
         est.n_samples_seen_ = int(meta.get("num_records", 0))
         return est
+
+    # -- what the training driver reports -------------------------------------------------------
+
+    def reconstruction_sse(self, features) -> float:
+        """Σ |x − x̂|² with x̂ = mean + (x − mean)·v·vᵀ, for one mini-batch."""
+        x = features.toarray() if sp.issparse(features) else np.asarray(features)
+        centred = x.astype(np.float64) - self.mean_
+        z = centred @ self.components_.astype(np.float64)
+        return float(((centred - z @ self.components_.T.astype(np.float64)) ** 2).sum())
+
+    def test_scorer(self) -> "_ReconstructionScorer":
+        return _ReconstructionScorer(self)
+
+
+class _ReconstructionScorer:
+    """The test channel's mean squared reconstruction error. AWS names no metric for it: it is
+    logged, not printed as a metric line."""
+
+    def __init__(self, pca: StreamingPCA):
+        self.pca, self.sse = pca, 0.0
+
+    def update(self, features, labels) -> None:
+        self.sse += self.pca.reconstruction_sse(features)
+
+    def result(self, records: int) -> dict[str, float]:
+        log.info("Test data: %d records, mean squared reconstruction error %r", records, self.sse / records)
+        return {}

@@ -2,36 +2,32 @@
 
 Every host of `resourceconfig.json` joins; its rank is its place in the sorted host list, so the
 master (the first host) is rank 0. The master also runs the tracker, on its own address and
-`TRACKER_PORT`; the others find it by the master's host name. Each host boosts on the records it
-was given (ShardedByS3Key: its part; FullyReplicated: all of them, which then count once per
-host); XGBoost sums the histograms and metrics across hosts, so every host builds the same trees
-and prints the same metric lines, and only the master writes the model. A host that was given no
-records still joins, with none, as otherwise the others would wait for it.
+`XGBoostEnv.tracker_port` (`$SMALGOS_XGBOOST_TRACKER_PORT`, read when training starts); the others
+find it by the master's host name. Each host boosts on the records it was given (ShardedByS3Key:
+its part; FullyReplicated: all of them, which then count once per host); XGBoost sums the
+histograms and metrics across hosts, so every host builds the same trees and prints the same
+metric lines, and only the master writes the model. A host that was given no records still joins,
+with none, as otherwise the others would wait for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import time
 from typing import Callable, Iterator, TypeVar
 
+from smalgos.environment import XGBoostEnv
 from smalgos.errors import ClientError, PlatformError
 
 log = logging.getLogger("smalgos")
 T = TypeVar("T")
 
-TRACKER_PORT = int(os.environ.get("SMALGOS_XGBOOST_TRACKER_PORT", "9099"))
-CONNECT_SECONDS = int(os.environ.get("SMALGOS_XGBOOST_CONNECT_SECONDS", "300"))
-# How long a host waits for the others at any step: hosts finish reading their data at different
-# times (a large shard, a slow disk), and XGBoost's first exchange waits for the last of them.
-WAIT_SECONDS = int(os.environ.get("SMALGOS_XGBOOST_WAIT_SECONDS", "3600"))
 
-
-def resolve(host: str, wait: float = CONNECT_SECONDS) -> str:
-    """The host's address; in a cluster a peer's name may take a moment to appear in DNS."""
+def resolve(host: str, wait: float) -> str:
+    """The host's address; in a cluster a peer's name may take a moment to appear in DNS (waits
+    up to `wait` seconds)."""
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -43,32 +39,36 @@ def resolve(host: str, wait: float = CONNECT_SECONDS) -> str:
 
 
 @contextlib.contextmanager
-def collective(resources) -> Iterator[None]:
-    """Everything inside runs as one worker of an XGBoost cluster of all hosts (nothing on one host)."""
+def collective(resources, env: XGBoostEnv | None = None) -> Iterator[None]:
+    """Everything inside runs as one worker of an XGBoost cluster of all hosts (nothing on one host).
+
+    `env`: the tracker port and time-outs; None reads `XGBoostEnv` now."""
     if resources.num_hosts == 1:
         yield
         return
+    env = env or XGBoostEnv.from_env()
+    port = env.tracker_port
     import xgboost as xgb
     from xgboost.tracker import RabitTracker
 
-    master = resolve(resources.master_host)
+    master = resolve(resources.master_host, env.connect_seconds)
     tracker = None
     if resources.is_master:
         # timeout 0: the tracker waits for every host however long its data takes to read
-        tracker = RabitTracker(n_workers=resources.num_hosts, host_ip=master, port=TRACKER_PORT, sortby="task",
+        tracker = RabitTracker(n_workers=resources.num_hosts, host_ip=master, port=port, sortby="task",
                                timeout=0)
         tracker.start()
     log.info("Host %s is worker %d of %d; tracker on %s:%d (%s)", resources.current_host, resources.rank,
-             resources.num_hosts, master, TRACKER_PORT, resources.master_host)
-    args = {"dmlc_communicator": "rabit", "dmlc_tracker_uri": master, "dmlc_tracker_port": TRACKER_PORT,
-            "dmlc_task_id": str(resources.rank), "dmlc_retry": max(1, CONNECT_SECONDS // 10),
-            "dmlc_timeout": WAIT_SECONDS}
+             resources.num_hosts, master, port, resources.master_host)
+    args = {"dmlc_communicator": "rabit", "dmlc_tracker_uri": master, "dmlc_tracker_port": port,
+            "dmlc_task_id": str(resources.rank), "dmlc_retry": max(1, env.connect_seconds // 10),
+            "dmlc_timeout": env.wait_seconds}
     try:
         try:
             xgb.collective.init(**args)
         except xgb.core.XGBoostError as exc:
             raise PlatformError(f"Host {resources.current_host} could not join the other hosts through the tracker "
-                                f"on {resources.master_host} ({master}:{TRACKER_PORT}); another host may have "
+                                f"on {resources.master_host} ({master}:{port}); another host may have "
                                 f"failed (see its log): {str(exc).split('Stack trace:')[0].strip()}") from None
         try:
             yield
@@ -81,7 +81,7 @@ def collective(resources) -> Iterator[None]:
         try:
             xgb.collective.finalize()
             if tracker is not None:
-                tracker.wait_for(WAIT_SECONDS)
+                tracker.wait_for(env.wait_seconds)
         except xgb.core.XGBoostError as exc:  # the model is built; a hurried goodbye is no failure
             log.warning("Leaving the cluster: %s", str(exc).split("Stack trace:")[0].strip())
     finally:

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from smalgos.artifacts import model_files
 from smalgos.environment import ServingEnv
+from smalgos.maths.inputs import conform_width
 from smalgos.errors import AlgorithmError, ClientError
 from smalgos.formats.batch import Batch
 from smalgos.formats.media import MediaType
@@ -71,25 +72,9 @@ class XGBoostModel:
     # -- prediction ---------------------------------------------------------------------------------
 
     def _features(self, batch: Batch):
-        """The request's features, checked against the model's width (dense) or padded to it (sparse)."""
-        features = batch.features
-        width = features.shape[1]
-        if sp.issparse(features):
-            # Sparse rows (LibSVM, sparse protobuf/JSON) may stop before the model's last feature.
-            if width > self.num_features:
-                raise ClientError(
-                    f"Feature count mismatch: the model was trained on {self.num_features} features but the request "
-                    f"has feature index {width - 1} (indices must be below {self.num_features})")
-            if width < self.num_features:
-                features = sp.csr_matrix((features.data, features.indices, features.indptr),
-                                         shape=(features.shape[0], self.num_features))
-            return features
-        if width != self.num_features:
-            hint = (" (it looks like the label column is included: send only the features)"
-                    if width == self.num_features + 1 else "")
-            raise ClientError(f"Feature count mismatch: the model was trained on {self.num_features} features but the "
-                              f"request has {width} per record{hint}")
-        return np.ascontiguousarray(features, dtype=np.float32)
+        """The request's features at the model's width (narrower sparse rows are widened)."""
+        features = conform_width(batch.features, self.num_features)
+        return features if sp.issparse(features) else np.ascontiguousarray(features, dtype=np.float32)
 
     def raw_predict(self, batch: Batch) -> np.ndarray:
         # inplace_predict reads the array (or CSR) where it lies: no DMatrix is built per request,

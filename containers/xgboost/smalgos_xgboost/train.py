@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from smalgos.environment import XGBoostEnv
 from smalgos.errors import ClientError, PlatformError
 from smalgos.formats.batch import Batch
 from smalgos.formats.media import CSV, int_param
@@ -294,7 +295,7 @@ def train(job) -> None:
         raise ClientError(f"k-fold cross-validation (_kfold) runs on one instance; this job has {hosts}")
     nthread = plan.params.get("nthread")
     checkpoint_dir = job.checkpoint_dir if job.paths.checkpoint_config_file.exists() else None
-    with distributed.collective(job.resources):
+    with distributed.collective(job.resources, XGBoostEnv.from_env()):
         # Every host reads its data; if any fails, all stop (none is left waiting for it).
         data, validation = distributed.all_or_none("reading its data", lambda: _read_data(job, plan))
         if plan.kfold:

@@ -7,8 +7,7 @@ import numpy as np
 from smalgos.artifacts import require_file
 from smalgos.errors import ClientError
 from smalgos.formats.predictions import Predictions
-from smalgos.metrics import SCORE
-from smalgos.serving.app import check_feature_count
+from smalgos.maths.inputs import conform_width
 
 
 class CentroidModel:
@@ -23,8 +22,8 @@ class CentroidModel:
         return np.sqrt((diff ** 2).sum(axis=2))
 
     def predict(self, batch, accept=None) -> Predictions:
-        check_feature_count(batch, self.centroids.shape[1])
-        d = self.distances(batch.dense_features())
+        x = conform_width(batch.features, self.centroids.shape[1])
+        d = self.distances(np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32))
         label = d.argmin(axis=1)
         return Predictions({"predicted_label": label.astype(np.float32),
                             "distance": d[np.arange(len(d)), label].astype(np.float32)})
@@ -63,7 +62,7 @@ def train(job) -> None:
             raise ClientError("Channel 'train' holds no records")
         model = CentroidModel(sums / np.maximum(counts, 1)[:, None], hp["distance"])
         job.metrics.quality("train", "accuracy", accuracy(model, train_ch.batches(hp["mini_batch_size"])),
-                            SCORE, epoch=epoch)
+                            epoch=epoch)
         job.metrics.progress(100.0 * (epoch + 1) / hp["epochs"])
         job.metrics.throughput(seen / max(time.time() - started, 1e-9))
         if job.should_stop():
@@ -71,7 +70,7 @@ def train(job) -> None:
     np.save(job.model_dir / "centroids.npy", model.centroids, allow_pickle=False)
     (job.model_dir / "meta.json").write_text(json.dumps({"distance": model.distance}))
     if "test" in job.channels:
-        job.metrics.quality("test", "accuracy", accuracy(model, job.channel("test").batches(1000)), SCORE)
+        job.metrics.quality("test", "accuracy", accuracy(model, job.channel("test").batches(1000)))
 
 
 def load_model(model_dir: Path) -> CentroidModel:

@@ -1,6 +1,6 @@
 from smalgos.declaration import (
     MAXIMIZE, Algorithm, Boolean, Categorical, Channel, Float, Hyperparameters, Integer, Interval, Metric,
-    Serving,
+    Serving, quality_metric,
 )
 from smalgos.errors import ClientError
 
@@ -29,8 +29,8 @@ ALGORITHM = Algorithm(
         Channel("test"),
     ),
     metrics=(
-        Metric("train:accuracy", MAXIMIZE, r"#quality_metric: host=\S+, epoch=\S+, train accuracy <score>=(\S+)"),
-        Metric("test:accuracy", MAXIMIZE, r"#quality_metric: host=\S+, test accuracy <score>=(\S+)"),
+        quality_metric("train", "accuracy", MAXIMIZE, per_epoch=True),
+        quality_metric("test", "accuracy", MAXIMIZE),
         Metric("train:progress", MAXIMIZE, r"#progress_metric: host=\S+, completed (\S+) %", tunable=False),
         Metric("train:throughput", MAXIMIZE, r"#throughput_metric: host=\S+, train throughput=(\S+) records/second",
                tunable=False),

@@ -61,6 +61,18 @@ class PipeFeed:
 
 
 @pytest.fixture
+def require_arrow():
+    """For the "arrow" case of a reader parametrised over Arrow and its fallback: pyarrow must be
+    importable (a test dependency, the xgboost extra), so that case fails, not silently reruns the
+    fallback, where it is absent. Returns (pyarrow, pyarrow.csv)."""
+    from smalgos.formats._arrow import arrow_csv
+
+    arrow = arrow_csv()
+    assert arrow is not None, "pyarrow is a test dependency (the xgboost extra)"
+    return arrow
+
+
+@pytest.fixture
 def pipe_feed():
     return PipeFeed
 

@@ -141,7 +141,8 @@ def engine(request, monkeypatch):
     if request.param == "pandas":
         monkeypatch.setattr(csvmod, "arrow_csv", lambda: None)
     else:
-        assert csvmod.arrow_csv() is not None, "pyarrow is a test dependency (the xgboost extra)"
+        request.getfixturevalue("require_arrow")
+        assert csvmod.arrow_csv() is not None
     return request.param
 
 

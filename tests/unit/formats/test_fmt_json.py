@@ -118,8 +118,8 @@ def test_json_encoder_exact_text():
 
 
 def test_json_encoder_root_key_and_empty():
-    pca = Predictions({"projection": np.array([[1, 2]], np.float32)}, root_key="projections")
-    assert JSONEncoder().encode(pca) == b'{"projections": [{"projection": [1.0, 2.0]}]}'
+    pca = Predictions({"projection": np.array([[1, 2]], np.float32)})
+    assert JSONEncoder().encode(pca, root_key="projections") == b'{"projections": [{"projection": [1.0, 2.0]}]}'
     assert JSONEncoder().encode(Predictions({"score": np.zeros(0)})) == b'{"predictions": []}'
 
 

@@ -9,11 +9,16 @@ LIBSVM = parse_media_type("text/x-libsvm")
 
 @pytest.fixture(autouse=True, params=["arrow", "numpy"])
 def number_reader(request, monkeypatch):
-    """Every test twice: numbers read by Arrow (pyarrow installed) and by np.fromstring (without)."""
+    """Every test twice: numbers read by Arrow (pyarrow installed) and by np.fromstring (without).
+    The "arrow" case fails where pyarrow is absent rather than rerun the numpy path."""
     import smalgos.formats.libsvm as libsvm
 
     if request.param == "numpy":
         monkeypatch.setattr(libsvm, "numbers_per_line", lambda text: None)
+    else:
+        request.getfixturevalue("require_arrow")
+        # ... and the reader libsvm calls really is Arrow's (it declines, None, only without pyarrow).
+        np.testing.assert_array_equal(libsvm.numbers_per_line(b"1\n2.5\n"), [1.0, 2.5])
     return request.param
 
 

@@ -98,7 +98,7 @@ def test_pipe_mode_sdk_recordio_two_epochs(tmp_path, sparse):
     ({"k": 3, "feature_dim": 3}, {("train", "a.csv"): csv_bytes(POINTS)},
      "ClientError: Channel 'train': records have 2 features but hyperparameter feature_dim is 3"),
     ({"k": 100, "feature_dim": 2}, {("train", "a.csv"): csv_bytes(POINTS)},
-     "ClientError: Channel 'train' has only 60 records: fewer than k=100"),
+     "ClientError: Channel 'train': only 60 records in the first mini-batch: fewer than k=100"),
     ({"k": 3, "feature_dim": 2, "eval_metrics": '["mse"]'}, {("train", "a.csv"): csv_bytes(POINTS)},
      "ClientError: Hyperparameter eval_metrics: 'mse' not among msd, ssd"),
     ({"k": 3, "feature_dim": 2, "init_method": "k-means"}, {("train", "a.csv"): csv_bytes(POINTS)},

@@ -5,8 +5,10 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
+from smalgos.metrics import MetricsLogger
+from smalgos_linear_learner.declaration import ALGORITHM
 from smalgos_linear_learner.evaluation import (BinaryMetrics, MulticlassMetrics, RegressionMetrics, calibrate,
-                                               metric_kind, roc_auc)
+                                               roc_auc)
 
 
 def brute(scores, y, criterion, beta=1.0, tr=0.8, tp_=0.8):
@@ -84,4 +86,7 @@ def test_final_metrics_match_scikit_learn():
     reg = RegressionMetrics("mse_objective")
     reg.update(np.array([1.0, 2.0]), np.array([2.0, 2.0]), np.array([1.0, 0.0]))
     assert reg.result() == {"mse_objective": 0.5, "mse": 0.5, "rmse": pytest.approx(0.5 ** 0.5), "absolute_loss": 0.5}
-    assert metric_kind("mse") == "loss" and metric_kind("dcg") == "score" and metric_kind("x_objective") == "loss"
+    # each metric's <loss>/<score> kind is its declaration's
+    declared = MetricsLogger(metrics=ALGORITHM.metrics).declared
+    assert declared("test", "mse").kind == "loss" and declared("test", "dcg").kind == "score"
+    assert declared("test", "x_objective").kind == "loss" and declared("train", "rmse").kind == "loss"

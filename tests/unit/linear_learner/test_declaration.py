@@ -29,7 +29,7 @@ def parse(**raw):
 def test_every_aws_hyperparameter_is_declared_and_the_estimator_shares_its_defaults():
     declared = {p.name for p in HYPERPARAMETERS.params}
     assert AWS_NAMES <= declared and declared - AWS_NAMES == {"_tuning_objective_metric"}
-    sig = inspect.signature(LinearLearner.__init__).parameters
+    sig = inspect.signature(LinearLearner).parameters
     for p in HYPERPARAMETERS.params:
         if p.name in ("predictor_type", "_tuning_objective_metric"):
             continue

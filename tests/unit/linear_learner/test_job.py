@@ -153,9 +153,9 @@ def test_file_mode_sdk_sparse_protobuf_regression_and_hpo(tmp_path, diabetes):
     ({"predictor_type": "binary_classifier", "loss": "squared_loss"}, None, "ClientError: Hyperparameter loss"),
     ({"predictor_type": "multiclass_classifier"}, None, "ClientError: Hyperparameter num_classes"),
     ({"predictor_type": "binary_classifier", "epochs": "0"}, None, "ClientError: Hyperparameter epochs"),
-    ({"predictor_type": "binary_classifier"}, b"2,1,1\n0,1,2\n", "ClientError: binary_classifier labels must be 0 or 1"),
+    ({"predictor_type": "binary_classifier"}, b"2,1,1\n0,1,2\n", "ClientError: The training data: binary_classifier labels must be 0 or 1"),
     ({"predictor_type": "binary_classifier", "feature_dim": "3"}, b"1,1,1\n0,1,2\n",
-     "ClientError: Feature count mismatch in the training data: records have 2 features but feature_dim is 3"),
+     "ClientError: The training data: records have 2 features but hyperparameter feature_dim is 3"),
 ])
 def test_user_errors_reach_the_failure_file(tmp_path, hps, data, first_line):
     job = LocalJob(tmp_path)

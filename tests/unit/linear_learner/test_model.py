@@ -254,7 +254,7 @@ def test_bad_labels_and_shapes_are_client_errors(cancer):
     with pytest.raises(ClientError, match="feature_dim is 10"):
         LinearLearner("regressor", feature_dim=10, epochs=1).fit(Xtr, ytr)
     est = LinearLearner("binary_classifier", epochs=1, num_models=1).fit(Xtr, ytr)
-    with pytest.raises(ClientError, match="expects 30 features .* has 29"):
+    with pytest.raises(ClientError, match="trained on 30 features .* has 29"):
         est.predict(Xte[:, :29])
     with pytest.raises(ValueError):  # InputError is also a ValueError, for notebook users
         est.predict(Xte[:, :29])

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from smalgos.config import JobConfig
-from smalgos.environment import Paths, ServingEnv
+from smalgos.environment import THREAD_VARS, Paths, ServingEnv, TrainingEnv, XGBoostEnv
 from smalgos.errors import ClientError
 from smalgos.localjob import LocalJob
 
@@ -84,3 +84,44 @@ def test_threads_per_worker_share_the_cores(monkeypatch, cpus, workers, threads)
     monkeypatch.setattr("os.cpu_count", lambda: cpus)
     env = ServingEnv.from_env({} if workers is None else {"SAGEMAKER_MODEL_SERVER_WORKERS": workers})
     assert env.threads_per_worker == threads
+
+
+def test_worker_thread_vars_keep_what_is_set(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    env = ServingEnv.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "OMP_NUM_THREADS": "1"})
+    assert env.worker_thread_vars == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4"}
+    assert set(ServingEnv.from_env({}).worker_thread_vars) == set(THREAD_VARS)
+
+
+def test_training_env_defaults_and_overrides():
+    env = TrainingEnv.from_env({})
+    assert (env.pipe_wait_seconds, env.device) == (600.0, None)
+    env = TrainingEnv.from_env({"SMALGOS_PIPE_WAIT_SECONDS": "2.5", "SMALGOS_DEVICE": "cuda:1"})
+    assert (env.pipe_wait_seconds, env.device) == (2.5, "cuda:1")
+    with pytest.raises(ValueError, match="SMALGOS_PIPE_WAIT_SECONDS"):
+        TrainingEnv.from_env({"SMALGOS_PIPE_WAIT_SECONDS": "soon"})
+
+
+def test_xgboost_env_defaults_and_overrides():
+    env = XGBoostEnv.from_env({})
+    assert (env.tracker_port, env.connect_seconds, env.wait_seconds) == (9099, 300, 3600)
+    env = XGBoostEnv.from_env({"SMALGOS_XGBOOST_TRACKER_PORT": "9200", "SMALGOS_XGBOOST_CONNECT_SECONDS": "60",
+                               "SMALGOS_XGBOOST_WAIT_SECONDS": "10"})
+    assert (env.tracker_port, env.connect_seconds, env.wait_seconds) == (9200, 60, 10)
+
+
+def test_environment_is_read_only_in_environment_py():
+    """No other module of the spine or of an algorithm reads `os.environ` (or `os.getenv`)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    reads = re.compile(r"\bos\.environ\b(?!\.update\(env\.)|\bgetenv\(")  # writing a snapshot back is fine
+    offenders = []
+    for src in [*(root / "common/smalgos").rglob("*.py"), *(root / "containers").glob("*/smalgos_*/**/*.py")]:
+        if src.name == "environment.py" and src.parent.name == "smalgos":
+            continue
+        for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
+            if reads.search(line.split("#")[0]):
+                offenders.append(f"{src.relative_to(root)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -1,6 +1,8 @@
 import io
 import re
 
+import pytest
+
 from smalgos.declaration import load_algorithm
 from smalgos.metrics import LOSS, SCORE, MetricsLogger, quality_line
 
@@ -15,11 +17,11 @@ def test_lines_have_aws_shape():
 
 def test_aws_regexes_scrape_our_lines():
     out = io.StringIO()
-    m = MetricsLogger("algo-1", out)
-    m.quality("validation", "mse_objective", 0.25, LOSS, epoch=2)
-    m.quality("validation", "mse_objective", 0.125, LOSS)
-    m.quality("test", "mse", 0.5, LOSS)
-    m.quality("validation", "binary_f_1.000", 0.75, SCORE)
+    m = MetricsLogger("algo-1", out, metrics=load_algorithm("linear-learner").metrics)
+    m.quality("validation", "mse_objective", 0.25, epoch=2)
+    m.quality("validation", "mse_objective", 0.125)
+    m.quality("test", "mse", 0.5)
+    m.quality("validation", "binary_f_1.000", 0.75)
     m.progress(40)
     m.throughput(1234.5)
     text = out.getvalue()
@@ -53,3 +55,20 @@ def test_declared_regexes_of_the_test_algorithm_match_what_it_prints(tmp_path):
         found = re.findall(metric.regex, text)
         assert found, f"{metric.name}: {metric.regex} matched nothing"
         float(found[-1])
+
+
+def test_a_quality_line_takes_its_kind_from_the_declared_metric_and_refuses_undeclared_ones():
+    out = io.StringIO()
+    m = MetricsLogger("algo-1", out, metrics=load_algorithm("linear-learner").metrics)
+    m.quality("test", "dcg", 0.5)
+    m.quality("test", "multiclass_log_loss", 0.25)  # AWS prints this loss as a <score>
+    m.quality("train", "mse_objective", 2.0, epoch=0)
+    assert out.getvalue().splitlines() == [
+        "#quality_metric: host=algo-1, test dcg <score>=0.5",
+        "#quality_metric: host=algo-1, test multiclass_log_loss <score>=0.25",
+        "#quality_metric: host=algo-1, epoch=0, train mse_objective <loss>=2.0",
+    ]
+    with pytest.raises(LookupError, match="no declared metric is printed as test no_such_metric"):
+        m.quality("test", "no_such_metric", 1.0)
+    with pytest.raises(LookupError, match=r"test dcg \(per epoch\)"):  # declared as a final value only
+        m.quality("test", "dcg", 1.0, epoch=3)

@@ -99,6 +99,16 @@ def test_pipe_mode_reads_one_fifo_per_epoch(tmp_path):
     np.testing.assert_allclose(np.load(job.paths.model_dir / "centroids.npy"), [[0.5, 0], [4.5, 5]])
 
 
+def test_pipe_wait_is_read_when_the_job_starts(tmp_path, monkeypatch):
+    """$SMALGOS_PIPE_WAIT_SECONDS set after import still counts: it is read when the job starts."""
+    monkeypatch.setenv("SMALGOS_PIPE_WAIT_SECONDS", "0.2")
+    job = make_job(tmp_path, channels={"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}, files={})
+    started = time.monotonic()
+    assert run(job) == 1
+    assert time.monotonic() - started < 30
+    assert "Pipe mode FIFO" in job.failure and "did not appear within 0 s" in job.failure.splitlines()[0]
+
+
 def test_sigterm_stops_cleanly_with_exit_143(tmp_path):
     job = make_job(tmp_path, hps={"num_classes": 2, "epochs": 5},
                    channels={"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}, files={})

@@ -1,5 +1,6 @@
-"""Helpers for the XGBoost tests: data in every training format and a LocalJob runner (imported by
-name from the test modules; fixtures live in conftest.py)."""
+"""Helpers for the XGBoost tests (tests/unit/xgboost_algo): data in every training format and a
+LocalJob runner. Imported by name, as algo_helpers is (tests/conftest.py puts tests/unit on
+sys.path); fixtures live in xgboost_algo/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 from smalgos.localjob import LocalJob  # noqa: E402
 from smalgos.training.runner import run_training  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "xgboost_algo" / "fixtures"
 
 
 def make_data(objective: str, n: int = 240, d: int = 6, seed: int = 0, missing: float = 0.0):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xgb_helpers import Job  # also puts containers/xgboost on sys.path and registers Parquet
+from xgb_helpers import Job  # tests/unit/xgb_helpers.py, by name as algo_helpers
 
 
 @pytest.fixture(scope="session")

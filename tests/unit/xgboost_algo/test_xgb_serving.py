@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +123,13 @@ def test_libsvm_request_indices_are_column_numbers_as_in_training(trained):
 def test_empty_and_unsupported_requests(trained):
     model_dir, _, _ = trained["regression"]
     c, _ = client(model_dir)
-    assert c.post("/invocations", data=b"", headers={"Content-Type": "text/csv"}).status_code in (204, 400)
+    # The XGBoost declaration fixes an empty body (or one of blank lines: no records) as 204, as AWS.
+    from smalgos_xgboost.declaration import ALGORITHM
+
+    assert ALGORITHM.serving.empty_body_status == 204
+    for empty in (b"", b"\n", b"\n\n"):
+        r = c.post("/invocations", data=empty, headers={"Content-Type": "text/csv"})
+        assert r.status_code == 204 and r.data == b"", (empty, r.status_code, r.data)
     r = c.post("/invocations", data=b"x", headers={"Content-Type": "application/x-parquet"})
     assert r.status_code == 415  # Parquet is a training format only, as at AWS
 
@@ -175,18 +182,89 @@ def test_selectable_output_csv_and_batch_encodings_are_aws_s(trained):
     assert mimetype == "text/csv" and len(lines) == 2 and lines[0].startswith("[") and body.endswith(b"\n")
 
 
+def _ensemble_dir(tmp_path, boosters) -> Path:
+    """A model directory as a k-fold job leaves it: one file per booster (sorted as named), plus a
+    leftover tarball that is not a model."""
+    for i, b in enumerate(boosters):
+        (tmp_path / f"xgboost-model-{i}").write_bytes(bytes(b.save_raw("ubj")))
+    (tmp_path / "model.tar.gz").write_bytes(b"left by SDK local mode")
+    return tmp_path
+
+
+def _served_scores(model_dir, X, **env) -> np.ndarray:
+    c, _ = client(model_dir, **env)
+    r = c.post("/invocations", data=csv_rows(X), headers={"Content-Type": "text/csv", "Accept": "application/json"})
+    assert r.status_code == 200, r.data
+    return np.array([p["score"] for p in r.get_json()["predictions"]], dtype=np.float32)
+
+
 def test_ensemble_of_model_files_averages(trained, tmp_path):
+    from smalgos.formats.batch import Batch
     from smalgos_xgboost.serve import load_model
 
     model_dir, X, booster = trained["regression"]
-    for i in range(2):
-        (tmp_path / f"xgboost-model-{i}").write_bytes((model_dir / "xgboost-model").read_bytes())
-    (tmp_path / "model.tar.gz").write_bytes(b"left by SDK local mode")
+    _, y = make_data("reg:squarederror", n=200)
+    # A second, different booster: other rows, other depth, other rounds.
+    other = xgb.train({"objective": "reg:squarederror", "max_depth": 2, "eta": 0.5, "seed": 7},
+                      xgb.DMatrix(X[100:], y[100:]), num_boost_round=3)
+    _ensemble_dir(tmp_path, [booster, other])
     model = load_model(tmp_path, ServingEnv.from_env({}))
     assert len(model.boosters) == 2
-    from smalgos.formats.batch import Batch
 
-    np.testing.assert_allclose(model.raw_predict(Batch(X[:5])), booster.predict(xgb.DMatrix(X[:5])), atol=1e-6)
+    dm = xgb.DMatrix(X[:25])
+    each = np.stack([booster.predict(dm), other.predict(dm)]).astype(np.float64)
+    assert np.all(np.abs(each[0] - each[1]) > 1e-3)  # the two models disagree on every record
+    want = each.mean(axis=0)
+    got = _served_scores(tmp_path, X[:25])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.raw_predict(Batch(X[:25])), want, rtol=1e-6, atol=1e-6)
+    for alone in each:  # neither model alone is what is served
+        assert np.all(np.abs(got - alone) > 1e-4)
+    # SAGEMAKER_INFERENCE_ENSEMBLE=false: the first file (sorted) only.
+    np.testing.assert_array_equal(_served_scores(tmp_path, X[:25], SAGEMAKER_INFERENCE_ENSEMBLE="false"),
+                                  booster.predict(dm))
+
+
+def _vote(labels: np.ndarray) -> np.ndarray:
+    """Per record (column), the label most models predict; on a tie the smallest of the tied labels."""
+    out = []
+    for col in labels.T.astype(int).tolist():
+        top = max(col.count(c) for c in col)
+        out.append(min(c for c in col if col.count(c) == top))
+    return np.array(out, dtype=np.float64)
+
+
+@pytest.mark.parametrize("objective, extra, n_models, ties", [
+    ("multi:softmax", {"num_class": 3}, 3, False),
+    ("multi:softmax", {"num_class": 3}, 2, True),  # 1-1 ties: the smaller label
+    ("binary:hinge", {}, 3, False),
+    ("binary:hinge", {}, 4, True),                  # 2-2 ties: label 0
+])
+def test_ensemble_of_classifiers_is_a_majority_vote(tmp_path, objective, extra, n_models, ties):
+    """For multi:softmax and binary:hinge the model files vote: each record gets the label most
+    boosters predict (np.bincount(...).argmax(): ties go to the smallest label), not their mean."""
+    X, y = make_data(objective, n=300)
+    boosters = [xgb.train({"objective": objective, **extra, "max_depth": 1 + i % 3, "eta": 0.3 + 0.2 * i,
+                           "seed": i}, xgb.DMatrix(X[i::n_models], y[i::n_models]), num_boost_round=2 + i)
+                for i in range(n_models)]
+    _ensemble_dir(tmp_path, boosters)
+    dm = xgb.DMatrix(X)
+    labels = np.stack([b.predict(dm) for b in boosters]).astype(np.float64)
+    disagree = ~np.all(labels == labels[0], axis=0)
+    assert disagree.sum() >= 5  # the boosters really disagree on some records
+    want = _vote(labels)
+    got = _served_scores(tmp_path, X)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(got == np.round(got))  # labels, never an average of labels
+    for alone in labels:  # no single model decides
+        assert np.any(got != alone)
+    assert np.any(got[disagree] != labels.mean(axis=0)[disagree])
+    counts = np.stack([(labels == got).sum(axis=0), *[(labels == c).sum(axis=0) for c in np.unique(labels)]])
+    assert np.all(counts[0] == counts[1:].max(axis=0))  # the served label is always among the most voted
+    tied = (counts[1:] == counts[1:].max(axis=0)).sum(axis=0) > 1
+    assert tied.any() == ties
+    if ties:  # a tie goes to the smallest of the tied labels
+        assert np.all(got[tied] == labels[:, tied].min(axis=0))
 
 
 @pytest.mark.parametrize("case", ["reg", "binary", "logitraw", "softprob", "softmax", "poisson", "dart",

@@ -1,0 +1,161 @@
+"""The streaming training driver: what every recordIO-family trainer does around its maths.
+
+`streaming_trainer(EstimatorClass, timings=...)` is an algorithm's whole `train`:
+
+    train = streaming_trainer(WebScaleKMeans, timings={"update.time": ("update",), ...})
+
+For a job it builds the estimator from the job's hyperparameters
+(`StreamingEstimator.from_hyperparameters`), then
+
+1. passes over `train` (`estimator.passes()` of them) in mini-batches of `mini_batch_size`, each
+   batch checked against `feature_dim` (and its labels, for a supervised core) and fed to
+   `partial_fit`; after each pass `end_epoch`, the progress and throughput lines, and a stop
+   when SageMaker asked (SIGTERM);
+2. `finalize`, the `train` channel's metrics (`training_metrics()`), `save` to the model dir;
+3. the optional `test` channel through `test_scorer()`: its quality lines, then AWS's
+   `#test_score` summaries (or AWS's "Test data is not provided." line);
+4. the `#metrics` timing line. The driver times its phases (`initialize`: the first mini-batch;
+   `update`: the others; `finalize`; `save`; `test`); `timings` names the sums AWS's image prints,
+   each the milliseconds of one or more phases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Callable, Mapping, Sequence
+
+from ..errors import ClientError, InputError
+from ..formats.batch import Batch
+from ..maths.inputs import check_features, check_labels
+
+PHASES = ("initialize", "update", "finalize", "save", "test")
+
+
+def stream(channel, batch_size: int, feature_dim: int, consume: Callable[[Batch], None],
+           stop: Callable[[int], bool] | None = None) -> int:
+    """Feed every mini-batch of `channel` to `consume`; return the number of records seen.
+
+    Each batch's features are checked against `feature_dim` first. After each batch,
+    `stop(records_seen_so_far)` may end the pass early. A channel without records is a ClientError.
+    """
+    seen = 0
+    for batch in channel.batches(batch_size):
+        check_features(batch.features, feature_dim, f"Channel '{channel.name}'")
+        consume(batch)
+        seen += len(batch)
+        if stop is not None and stop(seen):
+            break
+    if seen == 0:
+        raise ClientError(f"Channel '{channel.name}' holds no records")
+    return seen
+
+
+class _Clock:
+    """Milliseconds spent in each phase of the driver."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] += 1e3 * (time.perf_counter() - t0)
+
+    def named(self, timings: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        return {name: sum(self.ms[p] for p in phases) for name, phases in timings.items()}
+
+
+def streaming_trainer(estimator_class, timings: Mapping[str, Sequence[str]] | None = None):
+    """The `train(job)` function of a streaming estimator. See the module docstring."""
+    unknown = {p for phases in (timings or {}).values() for p in phases} - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown driver phases {sorted(unknown)}: the phases are {', '.join(PHASES)}")
+    timings = dict(timings or {"update.time": ("initialize", "update"), "finalize.time": ("finalize",),
+                               "model.serialize.time": ("save",)})
+
+    def train(job) -> None:
+        StreamingJob(job, estimator_class).run(timings)
+
+    train.estimator_class = estimator_class
+    return train
+
+
+class StreamingJob:
+    """One run of the driver: the job, its estimator and the clock."""
+
+    def __init__(self, job, estimator_class):
+        self.job = job
+        self.hp = job.hyperparameters
+        self.estimator = estimator_class.from_hyperparameters(self.hp)
+        self.feature_dim = self.hp["feature_dim"]
+        self.batch_size = self.hp["mini_batch_size"]
+        self.clock = _Clock()
+        self._first = True
+
+    def _labels(self, batch: Batch, channel: str):
+        return check_labels(batch.labels, f"Channel '{channel}'", needed_by=self.job.algorithm.name)
+
+    def _fit(self, batch: Batch) -> None:
+        phase, self._first = ("initialize" if self._first else "update"), False
+        args = (batch.features, self._labels(batch, "train")) if self.estimator.uses_labels else (batch.features,)
+        with self.clock.phase(phase):
+            try:
+                self.estimator.partial_fit(*args)
+            except InputError as exc:  # the estimator knows no channel: say which one
+                raise InputError(f"Channel 'train': {exc.message}") from None
+
+    def run(self, timings: Mapping[str, Sequence[str]]) -> None:
+        job, est, log = self.job, self.estimator, self.job.log
+        started = time.time()
+        if len(job.resources.hosts) > 1:
+            log.warning("%s trains on each host alone here: %s fits on its own share of the data",
+                        job.algorithm.name, job.resources.current_host)
+        passes = est.passes()
+        if self.hp.get("epochs", passes) > passes:
+            log.info("%s needs %d pass(es) over the data: epochs=%d is accepted, %d pass(es) are made",
+                     job.algorithm.name, passes, self.hp["epochs"], passes)
+        est.begin(self.feature_dim)
+        train = job.channel("train")
+        for epoch in range(passes):
+            pass_started = time.time()
+            seen = stream(train, self.batch_size, self.feature_dim, self._fit, stop=lambda _: job.should_stop())
+            est.end_epoch()
+            job.metrics.progress(100.0 * (epoch + 1) / passes)
+            job.metrics.throughput(seen / max(time.time() - pass_started, 1e-9))
+            if job.should_stop():
+                log.warning("Stopping early after %d record(s) of pass %d of %d", seen, epoch + 1, passes)
+                break
+        with self.clock.phase("finalize"):
+            est.finalize()
+        for name, value in est.training_metrics().items():
+            job.metrics.quality("train", name, value)
+        with self.clock.phase("save"):
+            est.save(job.model_dir)
+        with self.clock.phase("test"):
+            self._score_test()
+        job.metrics.metrics_json("training", self.clock.named(timings), start=started)
+
+    def _score_test(self) -> None:
+        job = self.job
+        test = job.channel("test")
+        if test is None:
+            job.log.info("Test data is not provided.")
+            return
+        scorer = self.estimator.test_scorer()
+        if scorer is None:
+            return
+        if self.estimator.uses_labels:
+            update = lambda batch: scorer.update(batch.features, self._labels(batch, "test"))  # noqa: E731
+        else:
+            update = lambda batch: scorer.update(batch.features, None)  # noqa: E731
+        records = stream(test, self.batch_size, self.feature_dim, update)
+        results = scorer.result(records)
+        for name, value in results.items():
+            job.metrics.quality("test", name, value)
+        for name, value in results.items():
+            job.metrics.score_summary("test", name, value)

@@ -1,0 +1,75 @@
+"""The shapes Linear Learner's epoch sources come in (Batch objects or (X, y[, w]) tuples), read
+into checked blocks with the project's shared validators (`smalgos.maths.inputs`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from smalgos.maths.inputs import check_features, check_labels, checked_features
+
+if TYPE_CHECKING:
+    from .model import EpochSource
+
+
+LINEAR_LEARNER = "Linear Learner"
+TRAINING_DATA = "The training data"
+
+
+def _unpack(raw) -> tuple:
+    """(features, labels, weights) from a Batch-like object or an (X, y[, w]) tuple."""
+    if isinstance(raw, tuple):
+        if len(raw) == 2:
+            return raw[0], raw[1], None
+        return raw[0], raw[1], raw[2]
+    return raw.features, getattr(raw, "labels", None), getattr(raw, "weights", None)
+
+
+def _read_first(source: EpochSource, n: int, d: int | None) -> tuple | None:
+    """The first `n` training records of a source as (X, y), or None when it holds none.
+
+    Reads one pass and closes it early. Features are checked and given `d` columns (without `d`,
+    those of the first batch); labels are not checked here, only flattened to one per record."""
+    feats, labels, count = [], [], 0
+    it = iter(source())
+    try:
+        for raw in it:
+            f, y, _ = _unpack(raw)
+            if y is None:
+                check_labels(y, TRAINING_DATA, needed_by=LINEAR_LEARNER)
+            width = d if d is not None else feats[0].shape[1] if feats else None
+            f = check_features(checked_features(f, TRAINING_DATA), width, TRAINING_DATA, widen_sparse=True)
+            feats.append(f)
+            labels.append(np.asarray(y, dtype=np.float32).reshape(len(y), -1)[:, 0])
+            count += f.shape[0]
+            if count >= n:
+                break
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    if count == 0:
+        return None
+    X = sp.vstack(feats, format="csr") if any(sp.issparse(f) for f in feats) else np.concatenate(feats)
+    return X[:n], np.concatenate(labels)[:n]
+
+
+def _blocks(source: EpochSource, what: str, size: int, d: int, predictor: str,
+            num_classes: int | None) -> Iterator[tuple]:
+    """One pass over `source` as validated (X, y, w) blocks of at most `size` records."""
+    where = f"The {what}"
+    for raw in source():
+        f, y, w = _unpack(raw)
+        f = check_features(checked_features(f, where), d, where, widen_sparse=True)
+        y = check_labels(y, where, predictor=predictor, num_classes=num_classes, needed_by=LINEAR_LEARNER)
+        n = f.shape[0]
+        if n == 0:
+            continue
+        for start in range(0, n, size):
+            stop = min(n, start + size)
+            if start == 0 and stop == n:
+                yield f, y, w
+            else:
+                yield f[start:stop], y[start:stop], None if w is None else w[start:stop]
