@@ -4,9 +4,12 @@
 # If `docker info` already answers (a Docker daemon, or DOCKER_HOST pointing at one), nothing is
 # changed. Otherwise, on Debian/Ubuntu as root, it sets up rootful podman behind the Docker API
 # socket (see docs in the README, "Images"):
-#   1. apt-get install podman runc docker-compose debootstrap (only what is missing);
-#   2. /etc/containers/containers.conf: runc as OCI runtime (crun fails on hybrid cgroups) and
-#      default ulimits within the host's hard limits (podman's defaults are refused);
+#   1. apt-get install podman runc netavark aardvark-dns docker-compose debootstrap (only what is
+#      missing);
+#   2. /etc/containers/containers.conf: runc as OCI runtime (crun fails on hybrid cgroups),
+#      default ulimits within the host's hard limits (podman's defaults are refused), and netavark
+#      as the network backend: its aardvark-dns lets compose services resolve each other by name
+#      (algo-1, algo-2), which podman's CNI backend without the dnsname plugin does not;
 #   3. `podman system service --time=0 unix:///run/podman/podman.sock` in the background
 #      (log: /var/log/podman-service.log), and /var/run/docker.sock linked to it when that path
 #      is free, so docker CLI, docker-compose, docker-py and the SageMaker SDK find it without
@@ -67,7 +70,7 @@ fi
 # 1. packages -------------------------------------------------------------------------------
 if [ "$APT" = 1 ]; then
   need=()
-  for pkg in podman runc docker-compose debootstrap; do
+  for pkg in podman runc netavark aardvark-dns docker-compose debootstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   # Tools shell out to a `docker` command (the SageMaker SDK runs `docker compose version`
@@ -95,18 +98,23 @@ default_ulimits = [\"nofile=${nofile}:${nofile}\", \"nproc=4096:4096\"]
 
 [engine]
 runtime = \"runc\"
+
+[network]
+network_backend = \"netavark\"
 "
 if [ ! -f "$CONF" ]; then
   mkdir -p "$(dirname "$CONF")"
   printf '%s' "$want_conf" > "$CONF"
   say "wrote $CONF"
-elif ! grep -q 'runtime *= *"runc"' "$CONF" || ! grep -q default_ulimits "$CONF"; then
+elif ! grep -q 'runtime *= *"runc"' "$CONF" || ! grep -q default_ulimits "$CONF" || \
+     ! grep -q 'network_backend *= *"netavark"' "$CONF"; then
   if grep -q 'smalgos scripts/setup-engine.sh' "$CONF"; then
     printf '%s' "$want_conf" > "$CONF"
     say "rewrote $CONF"
   else
-    say "WARNING: $CONF exists and lacks runtime=\"runc\"/default_ulimits; left as is" \
-        "(add them if containers fail with cgroup or setrlimit errors)"
+    say "WARNING: $CONF exists and lacks runtime=\"runc\"/default_ulimits/network_backend=\"netavark\";" \
+        "left as is (add them if containers fail with cgroup or setrlimit errors, or compose services" \
+        "cannot resolve each other)"
   fi
 fi
 

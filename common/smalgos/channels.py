@@ -64,8 +64,8 @@ def rebatch(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
         count += len(batch)
         while count >= size:
             merged = Batch.concat(pending)
-            yield _slice(merged, 0, size)
-            rest = _slice(merged, size, len(merged))
+            yield merged.slice(0, size)
+            rest = merged.slice(size, len(merged))
             pending, count = ([rest], len(rest)) if len(rest) else ([], 0)
     if count:
         yield Batch.concat(pending)
@@ -77,14 +77,6 @@ def _check_same_width(channel: str, earlier: list[tuple[Path, Batch]], batch: Ba
         if seen.num_features != batch.num_features:
             raise ClientError(f"Channel {channel!r}: {path} has {batch.num_features} feature column(s) but {first} "
                               f"has {seen.num_features}: every file of a channel needs the same columns")
-
-
-def _slice(batch: Batch, start: int, stop: int) -> Batch:
-    return Batch(
-        batch.features[start:stop],
-        None if batch.labels is None else batch.labels[start:stop],
-        None if batch.weights is None else batch.weights[start:stop],
-    )
 
 
 class ChannelInput:
@@ -201,24 +193,6 @@ class ChannelInput:
             if f.read(2) == GZIP_MAGIC:
                 return None
         return read_file(path, self.media, default_label_size=self.default_label_size, **self.decoder_options)
-
-    def read_sample(self, n: int, batch_size: int = 10_000) -> Batch | None:
-        """The first `n` records (one pass in Pipe mode, closed early). None if the channel is empty."""
-        taken: list[Batch] = []
-        count = 0
-        gen = self.batches(min(batch_size, max(n, 1)))
-        try:
-            for batch in gen:
-                taken.append(batch)
-                count += len(batch)
-                if count >= n:
-                    break
-        finally:
-            gen.close()
-        if not taken:
-            return None
-        merged = Batch.concat(taken)
-        return _slice(merged, 0, min(n, len(merged)))
 
     def read_all(self, batch_size: int = 100_000) -> Batch | None:
         """Every record of one pass, in memory. None if the channel is empty.

@@ -18,6 +18,12 @@ constraints. A declared name that starts with `_` (AWS's hidden keys) is the att
 `end_epoch()`, `finalize()`, `save(model_dir)` / `load(model_dir)`, plus what the driver reports
 (`training_metrics()`, `test_scorer()`). `fit(X[, y])` is the same protocol over in-memory data.
 
+Epoch-based torch training (the neural algorithms: optimisers by AWS's names, learning-rate
+schedules, early stopping on a validation metric, best-epoch checkpoints, AMP on CUDA) is to be a
+second driver beside the streaming one, over the same declared parameters, declared metrics and
+validators, built with the first neural algorithm that needs it; Linear Learner's `optimizers`,
+`selection` and `checkpoints` modules are where its pieces come from.
+
 Artifact metadata follows one convention (`write_metadata` / `read_metadata`): a JSON file
 holding `"format": "smalgos-<algorithm>"` and an integer `"format_version"`; a reader refuses
 another format and any newer version.
@@ -57,6 +63,7 @@ class DeclaredEstimator:
       extra_parameters  parameters that are not hyperparameters, with their defaults (every core
                         also takes `random_state` and `device`)
       uses_labels       a supervised core: fit(X, y), and the training driver checks the labels
+      fitted_attribute  set by fit() and load(): its absence means "not fitted"
     """
 
     hyperparameters: ClassVar[Hyperparameters]
@@ -65,6 +72,7 @@ class DeclaredEstimator:
     notebook_defaults: ClassVar[Mapping[str, Any]] = {}
     extra_parameters: ClassVar[Mapping[str, Any]] = {}
     uses_labels: ClassVar[bool] = False
+    fitted_attribute: ClassVar[str] = "n_features_in_"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -133,6 +141,10 @@ class DeclaredEstimator:
                   if p.name in hyperparameters}
         return cls(**{**params, **overrides})
 
+    def check_fitted(self) -> None:
+        """NotFittedError unless fit() or load() has run."""
+        check_fitted(self, self.fitted_attribute)
+
     def validated_parameters(self, **context) -> dict:
         """The declared hyperparameters (declaration names) with this estimator's values, checked by
         the declaration: each value's type and range, then its cross-parameter validators.
@@ -165,12 +177,10 @@ class TestScorer(Protocol):
 class StreamingEstimator(DeclaredEstimator, ABC):
     """A core fitted from a stream of mini-batches. See the module docstring.
 
-    Class attributes: `format_name` / `format_version` (the artifact metadata), `fitted_attribute`
-    (set once fitted)."""
+    Class attributes: `format_name` / `format_version` (the artifact metadata)."""
 
     format_name: ClassVar[str]
     format_version: ClassVar[int] = 1
-    fitted_attribute: ClassVar[str] = "n_features_in_"
 
     def passes(self) -> int:
         """Passes over the training data (K-Means: `epochs`; one for the others)."""
@@ -204,9 +214,6 @@ class StreamingEstimator(DeclaredEstimator, ABC):
                 self.partial_fit(*part) if self.uses_labels else self.partial_fit(part)
             self.end_epoch()
         return self.finalize()
-
-    def check_fitted(self) -> None:
-        check_fitted(self, self.fitted_attribute)
 
     def training_metrics(self) -> dict[str, float]:
         """Metrics of the `train` channel printed after `finalize` (declared names)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +39,11 @@ class Batch:
         f = self.features
         return np.asarray(f.toarray() if sp.issparse(f) else f, dtype=np.float32)
 
+    def slice(self, start: int, stop: int) -> "Batch":
+        """Records start .. stop-1."""
+        return Batch(self.features[start:stop], None if self.labels is None else self.labels[start:stop],
+                     None if self.weights is None else self.weights[start:stop])
+
     @staticmethod
     def concat(batches: list["Batch"]) -> "Batch":
         if not batches:
@@ -66,3 +72,25 @@ class Batch:
             return np.concatenate(parts, axis=0)
 
         return Batch(feats, cat("labels"), cat("weights"))
+
+
+def head(batches: Iterable[Batch], n: int) -> Batch | None:
+    """The first `n` records of a stream of batches, as one batch (None if it holds none). The
+    stream is closed as soon as `n` are read (Pipe mode: the rest of the FIFO is never read)."""
+    taken: list[Batch] = []
+    count = 0
+    it = iter(batches)
+    try:
+        for batch in it:
+            taken.append(batch)
+            count += len(batch)
+            if count >= n:
+                break
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+    if not taken:
+        return None
+    merged = Batch.concat(taken)
+    return merged.slice(0, min(n, len(merged)))

@@ -5,7 +5,8 @@
   that memory stays bounded whatever the number of rows.
 - `projections`: random ±1 (sign) and fast Johnson–Lindenstrauss (subsampled randomized Hadamard)
   projections, reproducible from a seed on any device.
-- `inputs`: feature-width checks and mini-batch iteration over arrays.
+- `inputs`: the checks on what every estimator receives, in training and serving alike (feature
+  widths, finite values, labels, fitted or not), one message per fault; mini-batch iteration.
 
 Nothing here knows about HTTP or `/opt/ml`: these are plain functions over arrays and tensors.
 """

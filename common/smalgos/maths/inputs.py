@@ -83,8 +83,8 @@ def check_labels(labels, where: str, *, predictor: str | None = None, num_classe
     `predictor` "binary_classifier" needs 0 or 1; "multiclass_classifier" integers 0 .. num_classes-1.
     Missing labels (`labels is None`) are refused naming where a label goes."""
     if labels is None:
-        raise InputError(f"{where} has no labels: {needed_by} needs one label per record (CSV: the first column;"
-                         " recordIO-protobuf: label['values'])")
+        raise InputError(f"{where} has no labels: {needed_by} needs one label per record (CSV and Parquet: the"
+                         " first column; LibSVM: a line's first value; recordIO-protobuf: label['values'])")
     y = np.asarray(labels, dtype=np.float32)
     if y.ndim == 2:
         if y.shape[1] != 1:

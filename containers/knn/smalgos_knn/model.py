@@ -37,6 +37,7 @@ import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.declaration import AUTO
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import as_dense, pick_device, to_numpy
@@ -218,7 +219,7 @@ class KNearestNeighbors(StreamingEstimator):
             index = faiss.index_factory(dim, "Flat", metric)
         else:
             nlist = self.faiss_index_ivf_nlists
-            nlist = max(1, int(math.sqrt(n))) if nlist in (None, "auto") else int(nlist)
+            nlist = max(1, int(math.sqrt(n))) if nlist in (None, AUTO) else int(nlist)
             nlist = max(1, min(nlist, n))
             if self.index_type == "faiss.IVFFlat":
                 index = faiss.index_factory(dim, f"IVF{nlist},Flat", metric)

@@ -21,12 +21,12 @@ from smalgos.declaration import (
 from smalgos.errors import ClientError
 
 PREDICTOR_TYPES = ("binary_classifier", "multiclass_classifier", "regressor")
-LOSSES = ("auto", "logistic", "squared_loss", "absolute_loss", "hinge_loss", "eps_insensitive_squared_loss",
+LOSSES = (AUTO, "logistic", "squared_loss", "absolute_loss", "hinge_loss", "eps_insensitive_squared_loss",
           "eps_insensitive_absolute_loss", "quantile_loss", "huber_loss", "softmax_loss")
 LOSSES_BY_PREDICTOR = {
-    "binary_classifier": ("auto", "logistic", "hinge_loss"),
-    "multiclass_classifier": ("auto", "softmax_loss"),
-    "regressor": ("auto", "squared_loss", "absolute_loss", "eps_insensitive_squared_loss",
+    "binary_classifier": (AUTO, "logistic", "hinge_loss"),
+    "multiclass_classifier": (AUTO, "softmax_loss"),
+    "regressor": (AUTO, "squared_loss", "absolute_loss", "eps_insensitive_squared_loss",
                   "eps_insensitive_absolute_loss", "quantile_loss", "huber_loss"),
 }
 SELECTION_CRITERIA = ("accuracy", "f_beta", "precision_at_target_recall", "recall_at_target_precision",
@@ -101,7 +101,7 @@ HYPERPARAMETERS = Hyperparameters(
         Integer("num_models", default=AUTO, allow_auto=True, range=AT_LEAST_ONE,
                 doc="models trained in parallel; auto: the search grid, at most 32"),
         Integer("num_point_for_scaler", default=10000, range=AT_LEAST_ONE),
-        Categorical("optimizer", default=AUTO, choices=("auto", "sgd", "adam", "rmsprop"), doc="auto: adam"),
+        Categorical("optimizer", default=AUTO, choices=(AUTO, "sgd", "adam", "rmsprop"), doc="auto: adam"),
         FloatOrChoice("positive_example_weight_mult", default=1.0, range=POSITIVE, choices=("balanced", AUTO),
                       doc="binary only: float > 0, balanced (#neg/#pos) or auto (searched)"),
         Float("quantile", default=0.5, range=UNIT_OPEN),

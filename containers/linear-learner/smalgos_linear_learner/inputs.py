@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import scipy.sparse as sp
 
+from smalgos.formats.batch import Batch, head
 from smalgos.maths.inputs import check_features, check_labels, checked_features
 
 if TYPE_CHECKING:
@@ -32,28 +32,25 @@ def _read_first(source: EpochSource, n: int, d: int | None) -> tuple | None:
 
     Reads one pass and closes it early. Features are checked and given `d` columns (without `d`,
     those of the first batch); labels are not checked here, only flattened to one per record."""
-    feats, labels, count = [], [], 0
-    it = iter(source())
-    try:
-        for raw in it:
-            f, y, _ = _unpack(raw)
-            if y is None:
-                check_labels(y, TRAINING_DATA, needed_by=LINEAR_LEARNER)
-            width = d if d is not None else feats[0].shape[1] if feats else None
-            f = check_features(checked_features(f, TRAINING_DATA), width, TRAINING_DATA, widen_sparse=True)
-            feats.append(f)
-            labels.append(np.asarray(y, dtype=np.float32).reshape(len(y), -1)[:, 0])
-            count += f.shape[0]
-            if count >= n:
-                break
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
-    if count == 0:
-        return None
-    X = sp.vstack(feats, format="csr") if any(sp.issparse(f) for f in feats) else np.concatenate(feats)
-    return X[:n], np.concatenate(labels)[:n]
+
+    def checked() -> Iterator[Batch]:
+        width = d
+        it = iter(source())
+        try:
+            for raw in it:
+                f, y, _ = _unpack(raw)
+                if y is None:
+                    check_labels(y, TRAINING_DATA, needed_by=LINEAR_LEARNER)
+                f = check_features(checked_features(f, TRAINING_DATA), width, TRAINING_DATA, widen_sparse=True)
+                width = f.shape[1]
+                yield Batch(f, np.asarray(y, dtype=np.float32).reshape(len(y), -1)[:, 0])
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    sample = head(checked(), n)
+    return None if sample is None else (sample.features, sample.labels)
 
 
 def _blocks(source: EpochSource, what: str, size: int, d: int, predictor: str,

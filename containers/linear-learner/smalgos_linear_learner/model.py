@@ -81,7 +81,7 @@ import torch
 from smalgos.declaration import AUTO
 from smalgos.errors import InputError
 from smalgos.estimator import DeclaredEstimator, read_metadata
-from smalgos.maths.inputs import check_fitted, check_labels, checked_features, conform_width
+from smalgos.maths.inputs import check_labels, checked_features, conform_width
 
 from . import losses as L
 from .checkpoints import _jsonable
@@ -132,6 +132,7 @@ class LinearLearner(DeclaredEstimator):
     job_only = ("_tuning_objective_metric",)  # the job's: forces num_models=1 (train.py)
     notebook_defaults = {"predictor_type": "binary_classifier"}
     uses_labels = True
+    fitted_attribute = "coef_"
 
     def _resolve_parameters(self) -> dict:
         """Validate with the declaration (the one source of ranges and cross checks), resolve `auto`."""
@@ -237,12 +238,9 @@ class LinearLearner(DeclaredEstimator):
 
     # -- prediction ------------------------------------------------------------------------------
 
-    def _check_fitted(self) -> None:
-        check_fitted(self, "coef_")
-
     def decision_function(self, X) -> np.ndarray:
         """Linear outputs in label units, shape (n, k)."""
-        self._check_fitted()
+        self.check_fitted()
         X = self._conform(X)
         z = X @ self.coef_
         return np.asarray(z, dtype=np.float32) + self.intercept_
@@ -301,7 +299,7 @@ class LinearLearner(DeclaredEstimator):
         multiclass_accuracy, multiclass_top_k_accuracy_<k>, dcg, macro_*, ... / mse, rmse,
         absolute_loss. Empty dict for an empty channel.
         """
-        self._check_fitted()
+        self.check_fitted()
         if isinstance(source, tuple):
             X, y = source
             source = array_source(checked_features(X, "X"), np.asarray(y, dtype=np.float32), None, 100_000)
@@ -333,7 +331,7 @@ class LinearLearner(DeclaredEstimator):
         """Write model.safetensors + model.json (see the module docstring). No pickle."""
         from safetensors.numpy import save_file
 
-        self._check_fitted()
+        self.check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({

@@ -13,27 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smalgos.formats.batch import Batch
-from smalgos.formats.predictions import Predictions
+from smalgos.serving.estimator import EstimatorModel
 
 from .model import LinearLearner
 
 
-class LinearLearnerModel:
-    def __init__(self, estimator: LinearLearner):
-        self.estimator = estimator
-
-    @property
-    def feature_dim(self) -> int:
-        return self.estimator.feature_dim_
-
-    def predict(self, batch: Batch, accept=None) -> Predictions:
-        # A feature-count mismatch raises InputError (a ClientError: HTTP 400) naming both counts.
-        scores, labels = self.estimator.predict_with_scores(batch.features)
-        fields = {"score": scores}
-        if labels is not None:
-            fields["predicted_label"] = labels
-        return Predictions(fields)
+class LinearLearnerModel(EstimatorModel):
+    def fields(self, features, accept) -> dict:
+        scores, labels = self.estimator.predict_with_scores(features)
+        return {"score": scores} if labels is None else {"score": scores, "predicted_label": labels}
 
 
 def load_model(model_dir: Path | str) -> LinearLearnerModel:

@@ -24,6 +24,7 @@ from smalgos.environment import XGBoostEnv
 from smalgos.errors import ClientError, PlatformError
 from smalgos.formats.batch import Batch
 from smalgos.formats.media import CSV, int_param
+from smalgos.maths import inputs
 
 from . import checkpoints, custom_metrics, distributed, kfold
 from .model_io import MODEL_FILE, booster_from_bytes, booster_to_bytes, write_model
@@ -49,14 +50,7 @@ def read_channel(channel, csv_weights: bool) -> Batch | None:
     batch = _read_all(channel)
     if batch is None or len(batch) == 0:
         return None
-    if batch.labels is None:
-        raise ClientError(f"Channel {channel.name!r} has no labels: XGBoost training data needs a label in the "
-                          "first column (CSV, Parquet) or the label field (LibSVM, recordIO-protobuf)")
-    labels = np.asarray(batch.labels, dtype=np.float32)
-    if labels.ndim == 2:
-        if labels.shape[1] != 1:
-            raise ClientError(f"Channel {channel.name!r}: one label per record expected, found {labels.shape[1]}")
-        labels = labels[:, 0]
+    labels = inputs.check_labels(batch.labels, f"Channel '{channel.name}'", needed_by="XGBoost")
     features, weights = batch.features, batch.weights
     if csv_weights and channel.content_type == "text/csv" and weights is None:
         if features.shape[1] < 2:
@@ -73,13 +67,12 @@ def read_channel(channel, csv_weights: bool) -> Batch | None:
     return Batch(features, labels, weights)
 
 
-def check_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:
-    """XGBoost's label rules, checked up front so the message names the channel and the rule."""
+def check_objective_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:
+    """XGBoost's label rules per objective, checked up front so the message names the channel and
+    the rule (labels are already finite: `read_channel`)."""
     if labels.size == 0:
         return
-    lo, hi = float(np.nanmin(labels)), float(np.nanmax(labels))
-    if np.isnan(labels).any():
-        raise ClientError(f"Channel {channel!r}: some labels are missing (NaN)")
+    lo, hi = float(labels.min()), float(labels.max())
     rule = None
     if objective in ("binary:logistic", "reg:logistic", "binary:logitraw", "binary:hinge") and (lo < 0 or hi > 1):
         rule = "labels must be in [0, 1] for " + objective
@@ -340,7 +333,7 @@ def _read_data(job, plan: TrainingPlan) -> tuple[Batch, Batch | None]:
         log.warning("Host %s was given no training records: it joins the other hosts with none (split the data "
                     "into at least as many files as hosts with ShardedByS3Key)", job.resources.current_host)
         data = _no_records()
-    check_labels(data.labels, plan.objective, plan.num_class, "train")
+    check_objective_labels(data.labels, plan.objective, plan.num_class, "train")
     validation = None
     if job.channel("validation") is not None:
         validation = read_channel(job.channel("validation"), plan.csv_weights)
@@ -349,7 +342,7 @@ def _read_data(job, plan: TrainingPlan) -> tuple[Batch, Batch | None]:
         elif validation is None:
             log.warning("Channel 'validation' holds no records: training without it")
         else:
-            check_labels(validation.labels, plan.objective, plan.num_class, "validation")
+            check_objective_labels(validation.labels, plan.objective, plan.num_class, "validation")
     log.info("Read %d training record(s)%s with %d feature(s) in %.2f s", len(data),
              f" and {len(validation)} validation record(s)" if validation is not None else "", data.num_features,
              time.time() - started)
