@@ -139,6 +139,9 @@ class Float(Hyperparameter):
         value = float(text)
         if math.isnan(value):
             raise ValueError("NaN is not allowed")
+        if math.isinf(value):
+            raise ClientError(f"Hyperparameter {self.name}: value {value} is not a valid float:"
+                              " infinite values are not allowed")
         if value not in self.range:
             raise ClientError(f"Hyperparameter {self.name}: value {text} is outside the range {self.range}")
         return value

@@ -31,6 +31,9 @@ class TrainingJob:
     env: TrainingEnv = field(default_factory=TrainingEnv.from_env)
     stop_event: threading.Event = field(default_factory=threading.Event)
     log: logging.Logger = log
+    # True when SageMaker wrote checkpointconfig.json (the job asked for checkpoints): only then
+    # should a trainer write to, or resume from, checkpoint_dir.
+    checkpoint_configured: bool = False
 
     @classmethod
     def from_config(cls, algorithm: Algorithm, config: JobConfig, paths: Paths,
@@ -69,6 +72,7 @@ class TrainingJob:
             resources=config.resources,
             paths=paths,
             checkpoint_dir=config.checkpoint_dir,
+            checkpoint_configured=config.checkpoint_configured,
             metrics=MetricsLogger(host=config.resources.current_host, algorithm=algorithm.display_name,
                                   metrics=algorithm.metrics),
             env=env,

@@ -17,8 +17,17 @@ from smalgos.declaration import (
     AUTO, CPU, GPU, MINIMIZE, Algorithm, Boolean, Categorical, Channel, Float, Hyperparameters,
     Integer, Interval, Serving, StringList, progress_metric, quality_metric, throughput_metric,
 )
+from smalgos.errors import ClientError
 
 POSITIVE = Interval(1, None)
+
+
+def _mini_batch_seeds_k(hp: dict) -> None:
+    """The first mini-batch seeds the centres, so it must be able to hold k records."""
+    k, batch = hp.get("k"), hp.get("mini_batch_size")
+    if k is not None and batch is not None and batch < k:
+        raise ClientError(f"Hyperparameter mini_batch_size ({batch}) must be at least k ({k}):"
+                          " the first mini-batch seeds the centres")
 INIT_METHODS = ("random", "kmeans++")
 EVAL_METRICS = ("msd", "ssd")
 
@@ -45,6 +54,7 @@ HYPERPARAMETERS = Hyperparameters(
         Integer("mini_batch_size", default=5000, range=POSITIVE),
         Boolean("force_dense", default=True, doc="sent by the SageMaker SDK; accepted and ignored"),
     ),
+    validators=(_mini_batch_seeds_k,),
 )
 
 ALGORITHM = Algorithm(

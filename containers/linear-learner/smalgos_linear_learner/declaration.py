@@ -89,7 +89,7 @@ HYPERPARAMETERS = Hyperparameters(
         Categorical("loss", default=AUTO, choices=LOSSES),
         Float("loss_insensitivity", default=0.01, range=POSITIVE, doc="epsilon of eps-insensitive losses"),
         Float("lr_scheduler_factor", default=AUTO, allow_auto=True,
-              range=Interval(0, 1, low_inclusive=False), doc="auto: 0.99"),
+              range=UNIT_OPEN, doc="auto: 0.99"),
         Float("lr_scheduler_minimum_lr", default=AUTO, allow_auto=True, range=POSITIVE, doc="auto: 1e-5"),
         Integer("lr_scheduler_step", default=AUTO, allow_auto=True, range=AT_LEAST_ONE, doc="auto: 100"),
         Float("margin", default=1.0, range=NON_NEGATIVE, doc="hinge_loss margin"),

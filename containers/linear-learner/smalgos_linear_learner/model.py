@@ -197,7 +197,20 @@ class LinearLearner(DeclaredEstimator):
             trainer.run(train, validation, callback=callback, should_stop=should_stop or (lambda: False),
                         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
         self._set_fitted(hp, trainer)
+        bad = self._non_finite()
+        if bad:
+            del self.coef_  # not fitted: a non-finite model is never saved nor served
+            raise InputError(
+                f"Training diverged: the selected model has non-finite values in {', '.join(bad)}, so no "
+                "model is saved. Lower learning_rate, raise wd or l1, lower init_scale, set normalize_data "
+                "(and normalize_label for regressors) to true, or check the data for very large values")
         return self
+
+    def _non_finite(self) -> list[str]:
+        """Names of the fitted values that are NaN or infinite (empty: the model is usable)."""
+        values = {"coef_ (weight)": self.coef_, "intercept_ (bias)": self.intercept_,
+                  "threshold_": self.threshold_, "label_mean_": self.label_mean_, "label_std_": self.label_std_}
+        return [name for name, v in values.items() if not np.all(np.isfinite(np.asarray(v, dtype=np.float64)))]
 
     def _set_fitted(self, hp: dict, trainer: "_Trainer") -> None:
         sel = trainer.selected
@@ -407,6 +420,10 @@ class LinearLearner(DeclaredEstimator):
         if est.coef_.shape[0] != est.feature_dim_:
             raise InputError(f"{weights_path}: weight has {est.coef_.shape[0]} rows but feature_dim is "
                              f"{est.feature_dim_}")
+        bad = est._non_finite()
+        if bad:
+            raise InputError(f"Cannot load the Linear Learner model in {directory}: {weights_path} / {meta_path} "
+                             f"hold non-finite values in {', '.join(bad)} (the training diverged)")
         return est
 
 

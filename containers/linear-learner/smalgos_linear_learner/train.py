@@ -61,8 +61,13 @@ def train(job) -> None:
         if r.stop:
             log.info("Early stop condition met. Stopping training.")
 
+    # Checkpoints only when the job asked for them (checkpointconfig.json): a run on a reused
+    # /opt/ml must not silently resume from an earlier job's /opt/ml/checkpoints.
+    checkpoint_dir = job.checkpoint_dir if getattr(job, "checkpoint_configured", False) else None
+    if checkpoint_dir is not None:
+        log.info("Checkpointing every epoch to %s", checkpoint_dir)
     estimator.fit_stream(train_source, val_source, callback=on_epoch, should_stop=job.should_stop,
-                         checkpoint_dir=job.checkpoint_dir)
+                         checkpoint_dir=checkpoint_dir)
     trained = time.time()
     if job.should_stop():
         log.warning("Stopped before the last epoch: saving the best model so far")

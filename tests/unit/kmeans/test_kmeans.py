@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import algo_helpers
 from algo_helpers import csv_bytes, recordio_bytes, serving_client
 from smalgos.declaration import load_algorithm
+from smalgos.errors import ClientError
 from smalgos_kmeans.model import META_FILE, MODEL_FILE, WebScaleKMeans
 
 ALGO = load_algorithm("kmeans")
@@ -99,6 +100,8 @@ def test_pipe_mode_sdk_recordio_two_epochs(tmp_path, sparse):
      "ClientError: Channel 'train': records have 2 features but hyperparameter feature_dim is 3"),
     ({"k": 100, "feature_dim": 2}, {("train", "a.csv"): csv_bytes(POINTS)},
      "ClientError: Channel 'train': only 60 records in the first mini-batch: fewer than k=100"),
+    ({"k": 10, "feature_dim": 2, "mini_batch_size": 5}, {("train", "a.csv"): csv_bytes(POINTS)},
+     "ClientError: Hyperparameter mini_batch_size (5) must be at least k (10): the first mini-batch seeds"),
     ({"k": 3, "feature_dim": 2, "eval_metrics": '["mse"]'}, {("train", "a.csv"): csv_bytes(POINTS)},
      "ClientError: Hyperparameter eval_metrics: 'mse' not among msd, ssd"),
     ({"k": 3, "feature_dim": 2, "init_method": "k-means"}, {("train", "a.csv"): csv_bytes(POINTS)},
@@ -112,6 +115,14 @@ def test_user_errors_end_in_the_failure_file(tmp_path, hps, files, first_line):
     job, rc = train_job(tmp_path, hps, {"train": {"ContentType": "text/csv"}}, files)
     assert rc == 1
     assert job.failure.splitlines()[0].startswith(first_line), job.failure
+
+
+def test_mini_batch_smaller_than_k_is_a_hyperparameter_error():
+    with pytest.raises(ClientError, match=r"Hyperparameter mini_batch_size \(5\) must be at least k \(10\)"):
+        ALGO.hyperparameters.parse({"k": "10", "feature_dim": "2", "mini_batch_size": "5"})
+    with pytest.raises(ClientError, match=r"mini_batch_size \(5\) must be at least k \(10\)"):
+        WebScaleKMeans(10, mini_batch_size=5).fit(POINTS)
+    assert ALGO.hyperparameters.parse({"k": "10", "feature_dim": "2", "mini_batch_size": "10"})["mini_batch_size"] == 10
 
 
 def test_hidden_and_tuning_keys_are_accepted(tmp_path):

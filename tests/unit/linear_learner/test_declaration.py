@@ -76,11 +76,22 @@ def test_sdk_wire_forms_are_accepted():
     ({"predictor_type": "multiclass_classifier", "num_classes": "2"}, "num_classes"),
     ({"binary_classifier_model_selection_criteria": "auc"}, "binary_classifier_model_selection_criteria"),
     ({"mini_batch_siz": "10"}, "mini_batch_siz"),
+    ({"lr_scheduler_factor": "1"}, "lr_scheduler_factor"),
+    ({"lr_scheduler_factor": "1.0"}, "lr_scheduler_factor"),
+    ({"lr_scheduler_factor": "0"}, "lr_scheduler_factor"),
+    ({"learning_rate": "inf"}, "learning_rate"),
 ])
 def test_errors_name_the_parameter(raw, name):
     with pytest.raises(ClientError) as info:
         parse(**raw)
     assert name in str(info.value)
+
+
+def test_lr_scheduler_factor_is_open_at_both_ends():
+    assert str(HYPERPARAMETERS["lr_scheduler_factor"].range) == "(0, 1)"
+    assert parse(lr_scheduler_factor="0.999")["lr_scheduler_factor"] == 0.999
+    with pytest.raises(ClientError, match=r"lr_scheduler_factor: value 1.0 is outside the range \(0, 1\)"):
+        LinearLearner("regressor", lr_scheduler_factor=1.0).validated_parameters()
 
 
 def test_missing_predictor_type_is_named():

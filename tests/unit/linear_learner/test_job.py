@@ -166,6 +166,64 @@ def test_user_errors_reach_the_failure_file(tmp_path, hps, data, first_line):
     assert "Traceback" not in job.failure
 
 
+@pytest.mark.parametrize("name", ["learning_rate", "wd", "init_scale", "huber_delta", "init_bias",
+                                  "positive_example_weight_mult"])
+@pytest.mark.parametrize("value", ["inf", "-inf"])
+def test_infinite_hyperparameters_are_refused(tmp_path, name, value):
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier", name: value}, {"train": CSV})
+    job.add_file("train", "a.csv", b"1,1,1\n0,1,2\n")
+    assert run(job) == 1
+    first = job.failure.splitlines()[0]
+    assert first.startswith(f"ClientError: Hyperparameter {name}: value {value} is not a valid float"), first
+    assert not any(job.paths.model_dir.iterdir())
+
+
+def test_a_diverged_training_saves_no_model(tmp_path, cancer):
+    Xtr, _, ytr, _ = cancer
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier", "optimizer": "sgd", "learning_rate": "1e38",
+                      "init_scale": "1e38", "num_models": "1", "epochs": "1", "mini_batch_size": "32"},
+                     {"train": CSV})
+    job.add_file("train", "a.csv", csv_bytes(Xtr, ytr))
+    assert run(job) == 1
+    first = job.failure.splitlines()[0]
+    assert first.startswith("ClientError: Training diverged"), first
+    for name in ("learning_rate", "wd", "l1", "init_scale", "normalize_data"):
+        assert name in first
+    assert not any(job.paths.model_dir.iterdir())
+
+
+def _two_runs(lj, caplog, cancer):
+    Xtr, _, ytr, _ = cancer
+    lj.add_file("train", "a.csv", csv_bytes(Xtr, ytr))
+    caplog.set_level("INFO")
+    assert run(lj) == 0, lj.failure
+    assert "Resuming from the checkpoint" not in caplog.text
+    caplog.clear()
+    assert run(lj) == 0, lj.failure
+    return caplog.text
+
+
+def test_no_checkpoints_unless_the_job_asks_for_them(tmp_path, caplog, cancer):
+    lj = LocalJob(tmp_path)
+    lj.write_config({"predictor_type": "binary_classifier", "mini_batch_size": 32, "epochs": 2, "num_models": 2},
+                    {"train": CSV})  # no checkpointconfig.json
+    second = _two_runs(lj, caplog, cancer)
+    assert "Resuming from the checkpoint" not in second
+    ckpt = lj.paths.default_checkpoint_dir
+    assert not ckpt.exists() or not any(ckpt.rglob("*"))
+
+
+def test_a_configured_checkpoint_is_written_and_resumed(tmp_path, caplog, cancer):
+    lj = LocalJob(tmp_path)
+    lj.write_config({"predictor_type": "binary_classifier", "mini_batch_size": 32, "epochs": 2, "num_models": 2},
+                    {"train": CSV}, checkpoint={"LocalPath": str(tmp_path / "ckpt")})
+    second = _two_runs(lj, caplog, cancer)
+    assert "Resuming from the checkpoint" in second
+    assert (tmp_path / "ckpt" / "linear-learner-checkpoint.safetensors").exists()
+
+
 def test_stop_request_still_saves_a_model(tmp_path, cancer):
     Xtr, _, ytr, _ = cancer
     lj = LocalJob(tmp_path)

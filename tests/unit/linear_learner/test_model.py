@@ -279,6 +279,34 @@ def test_a_diverging_model_is_never_selected(cancer):
     assert np.all(np.isfinite(est.coef_))
 
 
+def test_a_model_that_diverged_everywhere_is_refused(cancer):
+    Xtr, _, ytr, _ = cancer
+    est = LinearLearner("binary_classifier", optimizer="sgd", learning_rate=1e38, init_scale=1e38, num_models=1,
+                        epochs=1, mini_batch_size=32)
+    with pytest.raises(ClientError, match="Training diverged") as info:
+        est.fit(Xtr, ytr)
+    for name in ("coef_", "learning_rate", "wd", "l1", "init_scale", "normalize_data"):
+        assert name in str(info.value)
+    with pytest.raises(Exception, match="not fitted"):
+        est.predict(Xtr)
+
+
+@pytest.mark.parametrize("tensor", ["weight", "bias"])
+def test_load_refuses_non_finite_weights(tmp_path, cancer, tensor):
+    from safetensors.numpy import load_file, save_file
+
+    Xtr, _, ytr, _ = cancer
+    LinearLearner("binary_classifier", num_models=1, **FAST).fit(Xtr, ytr).save(tmp_path)
+    path = tmp_path / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors[tensor] = tensors[tensor].copy()
+    tensors[tensor].flat[0] = np.nan
+    save_file(tensors, str(path), metadata={"format": "smalgos-linear-learner"})
+    with pytest.raises(InputError, match="non-finite") as info:
+        LinearLearner.load(tmp_path)
+    assert str(path) in str(info.value)
+
+
 def test_checkpoints_resume_where_training_stopped(tmp_path, diabetes):
     Xtr, _, ytr, _ = diabetes
     kw = dict(num_models=3, mini_batch_size=32, epochs=4, early_stopping_patience=10)

@@ -62,6 +62,18 @@ def test_bad_values_name_the_parameter(raw, fragment):
     assert fragment in str(e.value)
 
 
+@pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "1e999", float("inf"), float("-inf")])
+def test_float_refuses_infinity_on_the_wire_and_in_check(raw):
+    unbounded = Hyperparameters((Float("init_bias", default=0.0),
+                                 FloatOrChoice("weight", default=1.0, choices=("balanced",))))
+    for name in ("init_bias", "weight"):
+        with pytest.raises(ClientError, match=rf"Hyperparameter {name}: value -?inf is not a valid float"):
+            unbounded.parse({name: raw})
+        with pytest.raises(ClientError, match=rf"Hyperparameter {name}: value -?inf is not a valid float"):
+            unbounded.check({name: raw})
+    assert unbounded.parse({"init_bias": "1e300", "weight": "balanced"}) == {"init_bias": 1e300, "weight": "balanced"}
+
+
 def test_cross_parameter_validator_runs_on_filled_values():
     def needs_two(values):
         if values["predictor_type"] == "binary_classifier" and values["epochs"] < 2:
