@@ -128,15 +128,15 @@ demo:
 	$(MAKE) --no-print-directory build ALGO=linear-learner VARIANT=cpu ENGINE=$$engine && \
 	ENGINE=$$engine $(PYTHON) scripts/demo.py --image "$$(scripts/image-name.sh linear-learner cpu)"
 
-# Sets up a container engine first when none answers (root on Debian/Ubuntu; elsewhere the
-# container tests skip, or fail under CI=true).
+# Installs what the tests need first (scripts/test-setup.sh: system packages and a container
+# engine as root on Debian/Ubuntu, the Python packages, a venv where pip refuses installs);
+# elsewhere the container tests skip, or fail under CI=true.
 test:
-	@scripts/setup-engine.sh >/dev/null || echo "make test: no container engine; container tests will skip (fail under CI)" >&2
-	$(PYTHON) -m pytest -q tests
+	@eval "$$(scripts/test-setup.sh $(PYTHON))" && set -x && "$$PYTHON" -m pytest -q tests
 
 # The tests that need no container engine.
 test-fast:
-	$(PYTHON) -m pytest -q -m "not container" tests
+	@eval "$$(scripts/test-setup.sh $(PYTHON))" && set -x && "$$PYTHON" -m pytest -q -m "not container" tests
 
 clean:
 	rm -rf build/context build/demo
