@@ -32,7 +32,7 @@ from smalgos.errors import ClientError
 from ._arrow import arrow_csv, float_table
 from ._numfmt import float_strings
 from .batch import Batch
-from .media import CSV, MediaType, check_params, int_param
+from .media import CSV, TEXT_PARAMS, MediaType, check_params, int_param
 from .predictions import DEFAULT_ROOT_KEY, Predictions
 from ._stream import RowBuffer, iter_line_blocks
 
@@ -219,7 +219,7 @@ def _is_number(field: bytes) -> bool:
 
 class CSVDecoder:
     media_type = CSV
-    allowed_params = frozenset({"label_size", "charset"})
+    allowed_params = frozenset({"label_size"}) | TEXT_PARAMS
 
     def label_size(self, media: MediaType, default_label_size: int) -> int:
         check_params(media, self.allowed_params)

@@ -30,9 +30,10 @@ from smalgos.errors import ClientError
 from ._numfmt import float_strings, row_strings
 from ._stream import RowBuffer, iter_line_blocks
 from .batch import Batch
-from .media import JSON, JSONLINES, MediaType, check_params
+from .media import JSON, JSONLINES, TEXT_PARAMS, MediaType, check_params
 from .predictions import DEFAULT_ROOT_KEY, Predictions
 
+_TOO_DEEP = "{}: JSON nested too deeply to read (instances are objects of flat lists of numbers)"
 _FORMS = ('{"features": [...]} or {"data": {"features": {"values": [...]}}} '
           '(sparse: {"data": {"features": {"keys": [...], "shape": [d], "values": [...]}}})')
 
@@ -44,9 +45,16 @@ def _number_list(value: Any, where: str, what: str) -> np.ndarray:
     if arr is None or arr.ndim != 1:
         for j, v in enumerate(value):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ClientError(f"{where}: {what}[{j}] is {json.dumps(v)[:40]}, not a number")
+                raise ClientError(f"{where}: {what}[{j}] is {_excerpt(v)}, not a number")
         raise ClientError(f"{where}: {what} must be a flat list of numbers")
     return arr.astype(np.float64)
+
+
+def _excerpt(value: Any) -> str:
+    try:
+        return json.dumps(value)[:40]
+    except RecursionError:  # nested nearly as deep as the decoder allows
+        return "a deeply nested " + type(value).__name__
 
 
 def _numeric_array(value: list) -> np.ndarray | None:
@@ -130,6 +138,8 @@ def decode_json(data: bytes, *, source: str = "request body") -> Batch:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ClientError(f"{source}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ClientError(_TOO_DEEP.format(source)) from None
     if not isinstance(obj, dict) or "instances" not in obj:
         raise ClientError(f'{source}: expected {{"instances": [...]}} with each instance {_FORMS}')
     instances = obj["instances"]
@@ -146,8 +156,8 @@ def decode_jsonlines(data: bytes, *, source: str = "request body", first_line: i
         return Batch(np.zeros((0, 0), np.float32))
     try:
         instances = json.loads(b"[" + b",".join(lines[i] for i in live) + b"]")
-    except (ValueError, UnicodeDecodeError):
-        instances = None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        instances = None   # find the line at fault one by one
     if instances is None or len(instances) != len(live):
         instances = []
         for k, i in enumerate(live):
@@ -155,12 +165,14 @@ def decode_jsonlines(data: bytes, *, source: str = "request body", first_line: i
                 instances.append(json.loads(lines[i]))
             except (ValueError, UnicodeDecodeError) as e:
                 raise ClientError(f"{where(k)}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise ClientError(_TOO_DEEP.format(where(k))) from None
     return instances_to_batch(instances, where)
 
 
 class JSONDecoder:
     media_type = JSON
-    allowed_params = frozenset({"charset"})
+    allowed_params = TEXT_PARAMS
 
     def decode(self, data: bytes, media: MediaType, *, default_label_size: int = 0,
                source: str = "request body") -> Batch:
@@ -180,7 +192,7 @@ class JSONDecoder:
 
 class JSONLinesDecoder:
     media_type = JSONLINES
-    allowed_params = frozenset({"charset"})
+    allowed_params = TEXT_PARAMS
 
     def decode(self, data: bytes, media: MediaType, *, default_label_size: int = 0,
                source: str = "request body") -> Batch:

@@ -26,7 +26,7 @@ from smalgos.errors import ClientError
 from ._arrow import numbers_per_line
 from ._stream import RowBuffer, iter_line_blocks
 from .batch import Batch
-from .media import LIBSVM, MediaType, check_params
+from .media import LIBSVM, TEXT_PARAMS, MediaType, check_params
 
 ZeroBased = bool | Literal["auto"]
 _SPACE_TABLE = bytes.maketrans(b":\t\r", b"   ")
@@ -129,7 +129,7 @@ def _find_bad_number(data, tstart, tend, fail) -> ClientError:
 
 class LibSVMDecoder:
     media_type = LIBSVM
-    allowed_params: frozenset[str] = frozenset()
+    allowed_params: frozenset[str] = TEXT_PARAMS
 
     def decode(self, data: bytes, media: MediaType, *, default_label_size: int = 1,
                source: str = "request body", zero_based: ZeroBased = "auto") -> Batch:

@@ -102,8 +102,15 @@ def parse_accept(header: str | None, *, aliases: Mapping[str, str] | None = None
     return out
 
 
+#: Parameters that name the body's character set (``encoding`` is what AWS's k-NN docs send).
+CHARSET_PARAMS = frozenset({"charset", "encoding"})
+#: The text parameters every text decoder accepts: a charset, which must be UTF-8.
+TEXT_PARAMS = CHARSET_PARAMS
+_UTF8 = ("utf-8", "utf8")
+
+
 def check_params(media: MediaType, allowed: Collection[str]) -> None:
-    """Refuse any parameter not in `allowed` by name, and a charset other than UTF-8.
+    """Refuse any parameter not in `allowed` by name, and a charset (or encoding) other than UTF-8.
 
     Both are `UnsupportedContentType` (a `ClientError`, HTTP 415): the body is in a variant of
     the type that is not read.
@@ -113,8 +120,8 @@ def check_params(media: MediaType, allowed: Collection[str]) -> None:
             ok = ", ".join(sorted(allowed)) or "none"
             raise UnsupportedContentType(f"unsupported parameter {name!r} in content type {str(media)!r} "
                               f"(parameters accepted for {media.type}: {ok})")
-        if name == "charset" and value.strip().lower() not in ("utf-8", "utf8"):
-            raise UnsupportedContentType(f"unsupported charset {value!r} in content type {str(media)!r}: "
+        if name in CHARSET_PARAMS and value.strip().lower() not in _UTF8:
+            raise UnsupportedContentType(f"unsupported {name} {value!r} in content type {str(media)!r}: "
                               "only utf-8 is read")
 
 

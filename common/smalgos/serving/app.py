@@ -4,6 +4,11 @@ One request goes: size cap → Content-Type → Accept (negotiated before any wo
 `Batch` → `model.predict` → encode. Every error is an exception of `smalgos.errors`; one handler
 maps it to its status (400 malformed, 413 too large, 415 content type, 406 Accept, 500 ours)
 with a JSON body naming what was wrong, and the server keeps serving.
+
+Every response carries an ``X-Request-Id`` (uuid4 hex). A 4xx is logged as one line (method,
+path, status, message); a 500 answers only ``Internal error; request id <id>`` and logs the
+traceback under that id. The size cap holds however the body arrives: a Content-Length over it
+is refused unread, and a chunked body is read to at most cap + 1 bytes.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from typing import Protocol
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..declaration import Algorithm
 from ..environment import ServingEnv
-from ..errors import ClientError, PayloadTooLarge, SMAlgoError
+from ..errors import ClientError, PayloadTooLarge, SMAlgoError, UnsupportedContentType
 from ..formats.batch import Batch
 from ..formats.media import MediaType, parse_media_type
 from ..formats.predictions import Predictions
@@ -48,6 +54,42 @@ def request_content_type() -> str | None:
     return request.headers.get("Content-Type") or request.headers.get("ContentType")
 
 
+def request_id() -> str:
+    rid = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = uuid.uuid4().hex
+    return rid
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, or `RequestEntityTooLarge` if it is over `limit` bytes.
+
+    A chunked body has no Content-Length to check up front, and werkzeug's stream stops quietly at
+    the cap; reading one byte past it tells a body of exactly `limit` bytes from a longer one.
+    """
+    stream = request.stream
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = stream.read(min(1 << 20, limit + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > limit:
+        raise RequestEntityTooLarge()
+    return bytes(buf)
+
+
+def _log_client_error(status: int, message: str) -> None:
+    log.info("%s %s %d: %s", request.method, request.path, status, message)
+
+
+def _internal_error(exc: BaseException) -> Response:
+    rid = request_id()
+    log.error("%s %s 500 (request id %s): %s: %s", request.method, request.path, rid,
+              type(exc).__name__, exc, exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, "AlgorithmError", f"Internal error; request id {rid}")
+
+
 def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None) -> Flask:
     env = env or ServingEnv.from_env()
     serving = algorithm.serving
@@ -56,28 +98,44 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
     custom_encode = getattr(model, "encode", None)
     root_key = serving.json_root_key  # the JSON wrapper, declared once per algorithm (PCA: "projections")
     app = Flask(f"smalgos-{algorithm.name}")
-    app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes
+    # One byte over the cap, so that `read_body` can see a streamed body run past it.
+    app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes + 1
+
+    @app.before_request
+    def assign_request_id():
+        request_id()
+
+    @app.after_request
+    def send_request_id(response: Response):
+        response.headers["X-Request-Id"] = request_id()
+        return response
 
     @app.errorhandler(SMAlgoError)
     def on_our_error(exc: SMAlgoError):
         if exc.status >= 500:
-            log.exception("Invocation failed")
+            return _internal_error(exc)
+        _log_client_error(exc.status, exc.message)
         return error_response(exc.status, type(exc).__name__, exc.message)
 
     @app.errorhandler(RequestEntityTooLarge)
     def on_too_large(exc):
-        return error_response(413, PayloadTooLarge.__name__,
-                              f"Request body is larger than the {env.max_payload_mb} MB limit"
-                              " (raise it with SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        message = (f"Request body is larger than the {env.max_payload_mb} MB limit"
+                   " (raise it with SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        _log_client_error(413, message)
+        return error_response(413, PayloadTooLarge.__name__, message)
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException):
-        return error_response(exc.code or 500, type(exc).__name__, exc.description or str(exc))
+        status = exc.code or 500
+        if status >= 500:
+            return _internal_error(exc)
+        message = exc.description or str(exc)
+        _log_client_error(status, message)
+        return error_response(status, type(exc).__name__, message)
 
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception):
-        log.exception("Invocation failed")
-        return error_response(500, "AlgorithmError", f"{type(exc).__name__}: {exc}")
+        return _internal_error(exc)
 
     @app.get("/ping")
     def ping():
@@ -98,11 +156,14 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
         if length is not None and length > env.max_payload_bytes:
             raise RequestEntityTooLarge()
         raw_type = request_content_type()
-        media = parse_media_type(raw_type or serving.content_types[0], aliases=aliases)
+        try:
+            media = parse_media_type(raw_type or serving.content_types[0], aliases=aliases)
+        except ClientError as e:  # an unparseable Content-Type is one we do not read
+            raise UnsupportedContentType(e.message) from None
         decoder = get_decoder(media, allowed=serving.content_types)
         accept = negotiate_media_type(request.headers.get("Accept"), serving.accepts, default_accept)
         encoder = get_encoder(accept, allowed=serving.accepts)
-        body = request.get_data(cache=False)
+        body = read_body(env.max_payload_bytes)
         batch = decoder.decode(body, media, default_label_size=0, source="request body",
                                **decoder_options.get(media.type, {})) if body else None
         if batch is None or len(batch) == 0:

@@ -135,3 +135,21 @@ def test_encoded_values_read_back_as_the_same_float32():
     x = (rng.standard_normal(1000) * 10.0 ** rng.integers(-8, 8, 1000)).astype(np.float32)
     out = json.loads(JSONEncoder().encode(Predictions({"score": x})))
     np.testing.assert_array_equal(np.array([r["score"] for r in out["predictions"]], np.float32), x)
+
+
+@pytest.mark.parametrize("decode, body, where", [
+    (decode_json, b"[" * 100_000, "req: JSON nested too deeply"),
+    (decode_json, b'{"instances": [{"features": ' + b"[" * 100_000 + b"]}]}", "req: JSON nested too deeply"),
+    (decode_jsonlines, b'{"features": [1]}\n\n' + b"[" * 100_000, "req: line 3: JSON nested too deeply"),
+], ids=["json", "json-in-features", "jsonlines"])
+def test_deeply_nested_json_is_a_client_error_naming_the_body(decode, body, where):
+    with pytest.raises(ClientError) as e:
+        decode(body, source="req")
+    assert e.value.message.startswith(where)
+
+
+def test_nested_features_the_decoder_can_read_are_a_client_error_too():
+    # deep enough that numpy refuses it, shallow enough that json reads it
+    inner = b"[" * 200 + b"1" + b"]" * 200
+    with pytest.raises(ClientError, match=r"req: instance 0: \"features\"\[1\] is \[\[\["):
+        decode_json(b'{"instances": [{"features": [1, ' + inner + b"]}]}", source="req")

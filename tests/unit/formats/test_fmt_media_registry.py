@@ -90,8 +90,8 @@ def test_get_decoder_unknown_type_lists_all_registered():
 def test_get_decoder_refuses_parameters_the_decoder_does_not_declare():
     with pytest.raises(UnsupportedContentType, match="unsupported parameter 'label_size'"):
         get_decoder("application/x-recordio-protobuf; label_size=1")
-    with pytest.raises(UnsupportedContentType, match="unsupported parameter 'charset'"):
-        get_decoder("text/libsvm; charset=utf-8")
+    with pytest.raises(UnsupportedContentType, match="unsupported parameter 'label_size'"):
+        get_decoder("text/libsvm; label_size=1")
 
 
 def test_get_encoder_406():
@@ -140,3 +140,30 @@ def test_negotiate_keeps_parameters_of_the_chosen_entry():
 def test_negotiated_encoder_encodes():
     enc = negotiate_accept("text/csv", SUPPORTED, "application/json")
     assert enc.encode(Predictions({"score": np.array([0.5, 1], np.float32)})) == b"0.5\n1.0\n"
+
+
+@pytest.mark.parametrize("header", [
+    "text/csv; encoding=utf-8", "text/csv; charset=utf-8", "text/csv; encoding=UTF8; label_size=1",
+    "text/libsvm; charset=utf8", "text/libsvm; encoding=UTF-8", "text/x-libsvm; charset=utf-8",
+    "application/json; charset=utf-8", "application/jsonlines; encoding=utf8",
+])
+def test_utf8_charset_or_encoding_is_accepted_by_the_text_decoders(header):
+    media = parse_media_type(header)
+    decoder = get_decoder(media)
+    decoder.decode(b"", media, default_label_size=0, source="request body")  # its own check too
+
+
+@pytest.mark.parametrize("header, fragment", [
+    ("text/csv; encoding=latin-1", "unsupported encoding 'latin-1'"),
+    ("text/libsvm; charset=utf-16", "unsupported charset 'utf-16'"),
+    ("text/libsvm; encoding=ascii", "unsupported encoding 'ascii'"),
+])
+def test_other_charsets_are_refused_naming_the_parameter(header, fragment):
+    with pytest.raises(UnsupportedContentType, match=fragment) as e:
+        get_decoder(header)
+    assert e.value.status == 415
+
+
+def test_binary_types_still_refuse_a_charset():
+    with pytest.raises(UnsupportedContentType, match="unsupported parameter 'charset'"):
+        get_decoder("application/x-recordio-protobuf; charset=utf-8")

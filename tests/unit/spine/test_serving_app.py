@@ -97,3 +97,139 @@ def test_payload_cap_gives_413_and_env_raises_it(model):
     assert r.status_code == 413 and "1 MB" in r.get_json()["message"]
     r = client(model, SAGEMAKER_MAX_PAYLOAD_IN_MB="2").post("/invocations", data=body, content_type="text/csv")
     assert r.status_code == 200 and len(r.get_json()["predictions"]) == 300 * 1024
+
+
+# --- chunked bodies, nesting, unparseable headers, logging and request ids, charset parameters ---
+
+import http.client
+import io
+import logging
+import re
+import threading
+
+
+def _chunked(c, body, **headers):
+    # What gunicorn gives the app for "Transfer-Encoding: chunked": no Content-Length, and a
+    # stream the server terminates (wsgi.input_terminated).
+    return c.post("/invocations", input_stream=io.BytesIO(body),
+                  headers={"Content-Type": "text/csv", "Transfer-Encoding": "chunked", **headers},
+                  environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_chunked_body_over_the_cap_is_413_not_cut(model):
+    c = client(model, SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
+    r = _chunked(c, b"0,1\n" * (300 * 1024))  # 1.2 MB, no Content-Length
+    assert r.status_code == 413, r.data[:200]
+    assert r.get_json()["error"] == "PayloadTooLarge" and "1 MB" in r.get_json()["message"]
+    r = _chunked(c, b"0,1\n" * (256 * 1024))  # exactly 1 MiB: at the cap, not over it
+    assert r.status_code == 200 and len(r.get_json()["predictions"]) == 256 * 1024
+    r = c.post("/invocations", data=b"0,1\n" * (256 * 1024) + b"0", content_type="text/csv")
+    assert r.status_code == 413  # one byte over, with a Content-Length
+
+
+def test_chunked_body_over_the_cap_is_413_through_a_real_server(model):
+    from werkzeug.serving import make_server
+    app = create_app(load_algorithm("test-centroid"), model,
+                     ServingEnv.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"}))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def post(n_lines):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                conn.request("POST", "/invocations", body=(b"0,1\n" * 1024 for _ in range(n_lines // 1024)),
+                             headers={"Content-Type": "text/csv"}, encode_chunked=True)
+                r = conn.getresponse()
+                return r.status, r.read()
+            finally:
+                conn.close()
+        status, body = post(300 * 1024)
+        assert status == 413 and b"PayloadTooLarge" in body
+        status, body = post(2 * 1024)
+        assert status == 200 and len(json.loads(body)["predictions"]) == 2 * 1024
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("content_type, body, fragment", [
+    ("application/json", b"[" * 100_000, "request body"),
+    ("application/json", b'{"instances": ' + b"[" * 100_000, "request body"),
+    ("application/jsonlines", b'{"features": [0, 1]}\n' + b"[" * 100_000 + b"\n", "request body: line 2"),
+], ids=["json-bare", "json-instances", "jsonlines"])
+def test_deeply_nested_json_is_400_with_one_log_line(model, caplog, content_type, body, fragment):
+    caplog.set_level(logging.INFO, logger="smalgos")
+    r = client(model).post("/invocations", data=body, content_type=content_type)
+    assert r.status_code == 400, r.data[:300]
+    assert fragment in r.get_json()["message"] and "nested too deeply" in r.get_json()["message"]
+    records = [rec for rec in caplog.records if rec.name == "smalgos"]
+    assert len(records) == 1 and records[0].exc_info is None
+    assert records[0].getMessage().startswith("POST /invocations 400: request body")
+
+
+@pytest.mark.parametrize("headers, status, error", [
+    ({"Content-Type": ";;;"}, 415, "UnsupportedContentType"),
+    ({"Content-Type": "text/csv; =x"}, 415, "UnsupportedContentType"),
+    ({"Content-Type": "text/"}, 415, "UnsupportedContentType"),
+    ({"ContentType": ";;;"}, 415, "UnsupportedContentType"),
+    ({"Content-Type": "text/csv", "Accept": ";;;"}, 406, "UnsupportedAccept"),
+    ({"Content-Type": "text/csv", "Accept": "application/json; =x"}, 406, "UnsupportedAccept"),
+])
+def test_unparseable_content_type_is_415_and_accept_406(model, headers, status, error):
+    r = client(model).post("/invocations", data=b"0,1\n", headers=headers)
+    assert r.status_code == status and r.get_json()["error"] == error, r.data
+    assert "cannot parse" in r.get_json()["message"]
+
+
+def test_4xx_is_one_log_line_and_every_response_has_a_request_id(model, caplog):
+    caplog.set_level(logging.INFO, logger="smalgos")
+    c = client(model)
+    ids = set()
+    for r in (c.get("/ping"), c.post("/invocations", data=b"0,1\n", content_type="text/csv"),
+              c.post("/invocations", data=b"0,1\n", content_type="application/x-npy"),
+              c.get("/nowhere")):
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-Request-Id"]), r.headers
+        ids.add(r.headers["X-Request-Id"])
+    assert len(ids) == 4
+    lines = [rec for rec in caplog.records if rec.name == "smalgos" and rec.levelno >= logging.INFO]
+    assert [rec.getMessage().split(":")[0] for rec in lines] == ["POST /invocations 415", "GET /nowhere 404"]
+    assert "application/x-npy" in lines[0].getMessage()
+    assert all(rec.exc_info is None for rec in lines)
+
+
+class _Boom:
+    def predict(self, batch, accept):
+        raise ZeroDivisionError("secret detail of the model")
+
+
+def test_500_is_generic_with_the_request_id_and_the_traceback_in_the_log(caplog):
+    caplog.set_level(logging.INFO, logger="smalgos")
+    c = create_app(load_algorithm("test-centroid"), _Boom(), ServingEnv.from_env({})).test_client()
+    r = c.post("/invocations", data=b"0,1\n", content_type="text/csv")
+    assert r.status_code == 500
+    rid = r.headers["X-Request-Id"]
+    assert r.get_json() == {"error": "AlgorithmError", "message": f"Internal error; request id {rid}"}
+    assert b"secret" not in r.data and b"ZeroDivisionError" not in r.data
+    errors = [rec for rec in caplog.records if rec.name == "smalgos" and rec.levelno >= logging.ERROR]
+    assert len(errors) == 1 and rid in errors[0].getMessage() and "secret detail" in errors[0].getMessage()
+    assert errors[0].exc_info and errors[0].exc_info[0] is ZeroDivisionError
+    assert c.post("/invocations", data=b"0,1\n", content_type="text/csv").headers["X-Request-Id"] != rid
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/csv; encoding=utf-8", "text/csv; charset=utf-8", "text/csv; charset=UTF8",
+    'text/csv; encoding="UTF-8"; label_size=0', "application/json; charset=utf-8",
+])
+def test_utf8_charset_or_encoding_parameter_is_accepted(model, content_type):
+    body = b'{"instances": [{"features": [0, 1]}]}' if content_type.startswith("application") else b"0,1\n"
+    r = client(model).post("/invocations", data=body, content_type=content_type)
+    assert r.status_code == 200, r.data
+    assert r.get_json() == {"predictions": [{"predicted_label": 0.0, "distance": 1.0}]}
+
+
+@pytest.mark.parametrize("content_type, fragment", [
+    ("text/csv; encoding=latin-1", "unsupported encoding 'latin-1'"),
+    ("text/csv; charset=utf-16", "unsupported charset 'utf-16'"),
+])
+def test_other_charsets_are_415_naming_the_parameter(model, content_type, fragment):
+    r = client(model).post("/invocations", data=b"0,1\n", content_type=content_type)
+    assert r.status_code == 415 and fragment in r.get_json()["message"], r.data
