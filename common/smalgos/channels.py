@@ -10,18 +10,22 @@ mini-batch size: nothing is read whole unless `read_all()` is asked for.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import gzip
 import io
 import logging
 import os
+import select
 import stat
 import time
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 from .config import ChannelConfig
 from .declaration import Channel
-from .environment import Paths, TrainingEnv
+from .environment import PIPE_WAIT_ENV, Paths, TrainingEnv
 from .errors import ClientError, PlatformError, TrainingStopped
 from .formats.batch import Batch
 from .formats.media import MediaType, parse_media_type
@@ -32,6 +36,8 @@ log = logging.getLogger("smalgos")
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BUFFER = 1 << 20
+STOP_POLL_SECONDS = 0.25  # how often a Pipe mode wait looks at the stop request
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # corrupt or truncated gzip data: the user's
 
 
 def data_files(root: Path) -> list[Path]:
@@ -45,12 +51,111 @@ def data_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _open_maybe_gzip(raw: BinaryIO) -> BinaryIO:
-    """Wrap a stream in a gzip reader when its first bytes are gzip's magic number."""
+class _GzipGuard(io.RawIOBase):
+    """A gzip stream whose corrupt or truncated data raises a ClientError naming the file."""
+
+    def __init__(self, gz: gzip.GzipFile, where: str):
+        self._gz, self._where = gz, where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            data = self._gz.read1(len(b))
+        except GZIP_ERRORS as exc:
+            raise ClientError(f"{self._where}: corrupt or truncated gzip data ({type(exc).__name__}: {exc})"
+                              ) from None
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._gz.close()
+        super().close()
+
+
+def _open_maybe_gzip(raw: BinaryIO, where: str = "") -> BinaryIO:
+    """Wrap a stream in a gzip reader when its first bytes are gzip's magic number; `where` (e.g.
+    "Channel 'train': <path>") starts the ClientError raised on corrupt or truncated gzip data."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, READ_BUFFER)
     if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        gz = gzip.GzipFile(fileobj=buffered, mode="rb")
+        return io.BufferedReader(_GzipGuard(gz, where or "gzip stream"), READ_BUFFER)  # type: ignore[return-value]
     return buffered
+
+
+class _PipeReader(io.RawIOBase):
+    """A Pipe mode FIFO opened non-blocking, so that no wait is unbounded.
+
+    Until a writer connects and sends data (or closes), and whenever the FIFO runs dry, the reader
+    polls in slices of `STOP_POLL_SECONDS`: a stop request raises TrainingStopped, and
+    `wait_seconds` without a byte raises PlatformError naming the FIFO. Reads go straight to the fd
+    (the caller asks for large chunks); poll only runs when a read would block.
+    """
+
+    def __init__(self, fifo: Path, channel: str, wait_seconds: float, should_stop: Callable[[], bool]):
+        self.fifo, self.channel, self.wait_seconds, self.should_stop = fifo, channel, wait_seconds, should_stop
+        self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        with contextlib.suppress(AttributeError, OSError):  # Linux: fewer wake-ups per MiB
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, READ_BUFFER)
+        self._connected = False  # a writer has sent data or closed: a 0-byte read is now EOF
+        self._received = 0
+        self._poller = select.poll()
+        self._poller.register(self.fd, select.POLLIN | select.POLLPRI)  # POLLHUP/POLLERR always reported
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            if self.should_stop():
+                raise TrainingStopped(f"Stopped while reading Pipe mode FIFO {self.fifo}")
+            left = deadline - time.monotonic()
+            if self._poller.poll(int(1000 * min(max(left, 0.0), STOP_POLL_SECONDS))):
+                self._connected = True
+                return
+            if left <= 0:
+                break
+        if self._received == 0:
+            raise PlatformError(
+                f"Channel {self.channel!r}: no data arrived on Pipe mode FIFO {self.fifo} within "
+                f"{self.wait_seconds:g} s: no writer opened it or the writer sent nothing (the wait is "
+                f"${PIPE_WAIT_ENV})")
+        raise PlatformError(
+            f"Channel {self.channel!r}: Pipe mode FIFO {self.fifo} stalled: no data for {self.wait_seconds:g} s "
+            f"after {self._received} byte(s) (the wait is ${PIPE_WAIT_ENV})")
+
+    def readinto(self, b) -> int:
+        if self.closed:
+            raise ValueError("read from a closed Pipe mode FIFO")
+        while True:
+            if self._connected:
+                try:
+                    n = os.readv(self.fd, [b])
+                except BlockingIOError:
+                    pass
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        raise
+                else:
+                    self._received += n
+                    return n
+            self._wait()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self.fd)
+            finally:
+                super().close()
 
 
 def rebatch(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
@@ -138,25 +243,30 @@ class ChannelInput:
                 raise TrainingStopped(f"Stopped while waiting for Pipe mode FIFO {fifo}")
             if time.monotonic() > deadline:
                 raise PlatformError(f"Channel {self.name!r}: Pipe mode FIFO {fifo} did not appear "
-                                    f"within {self.pipe_wait_seconds:.0f} s")
+                                    f"within {self.pipe_wait_seconds:.0f} s (the wait is ${PIPE_WAIT_ENV})")
             time.sleep(0.05)
-        if not stat.S_ISFIFO(fifo.stat().st_mode) and not fifo.is_file():
+        mode = fifo.stat().st_mode
+        if stat.S_ISREG(mode):
+            with open(fifo, "rb", buffering=0) as raw:
+                yield str(fifo), raw
+            return
+        if not stat.S_ISFIFO(mode):
             raise PlatformError(f"Channel {self.name!r}: {fifo} is neither a FIFO nor a file")
-        with open(fifo, "rb", buffering=0) as raw:
-            yield str(fifo), raw
+        with _PipeReader(fifo, self.name, self.pipe_wait_seconds, self.should_stop) as raw:
+            yield str(fifo), raw  # type: ignore[misc]
 
     def streams(self) -> Iterator[tuple[str, BinaryIO]]:
         """One pass over the channel's bytes: (source name, binary stream) pairs."""
         if self.is_pipe:
             with self._open_pipe() as (source, raw):
-                yield from self._unwrap(source, _open_maybe_gzip(raw))
+                yield from self._unwrap(source, _open_maybe_gzip(raw, f"Channel {self.name!r}: {source}"))
             return
         for path in self.files():
             yield from self._file_streams(path)
 
     def _file_streams(self, path: Path) -> Iterator[tuple[str, BinaryIO]]:
         with open(path, "rb", buffering=0) as raw:
-            yield from self._unwrap(str(path), _open_maybe_gzip(raw))
+            yield from self._unwrap(str(path), _open_maybe_gzip(raw, f"Channel {self.name!r}: {path}"))
 
     def _unwrap(self, source: str, stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
         """With RecordWrapperType=RecordIO each S3 object arrives as one RecordIO record."""
