@@ -40,6 +40,20 @@ def test_recordio_protobuf_training_from_sdk_bytes(engine, image, tmp_path):
     assert "#quality_metric: host=algo-1, train" in result.logs
 
 
+def test_started_with_no_command_it_trains_as_sdk_v3_local_mode_does(engine, image, tmp_path):
+    """SDK v3's ModelTrainer local mode starts the container with no command: the job's config is
+    there, so the image trains (and writes the model), instead of printing its usage."""
+    from smalgos.localjob import LocalJob
+
+    job = LocalJob(tmp_path / "opt_ml")
+    job.write_config(hyperparameters(epochs=2), {"train": {"ContentType": "text/csv"}})
+    job.add_file("train", "train.csv", (DATA / "train.csv").read_bytes())
+    result = engine.run(image, volumes={str(job.paths.base): "/opt/ml"})
+    assert result.returncode == 0, result.logs[-4000:]
+    assert "no command given" in result.logs and "so: train" in result.logs
+    assert any(job.paths.model_dir.iterdir()) and job.paths.success_file.exists()
+
+
 def test_user_error_exits_non_zero_with_failure_reason(engine, image, tmp_path):
     from smalgos.localjob import LocalJob
 
