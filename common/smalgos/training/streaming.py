@@ -11,7 +11,8 @@ For a job it builds the estimator from the job's hyperparameters
    batch checked against `feature_dim` (and its labels, for a supervised core) and fed to
    `partial_fit`; after each pass `end_epoch`, the progress and throughput lines, and a stop
    when SageMaker asked (SIGTERM);
-2. `finalize`, the `train` channel's metrics (`training_metrics()`), `save` to the model dir;
+2. `finalize`, the `train` channel's metrics (`training_metrics()`), `save` to the model dir (on
+   the master host only: the first of resourceconfig.json's hosts);
 3. the optional `test` channel through `test_scorer()`: its quality lines, then AWS's
    `#test_score` summaries (or AWS's "Test data is not provided." line);
 4. the `#metrics` timing line. The driver times its phases (`initialize`: the first mini-batch;
@@ -134,8 +135,12 @@ class StreamingJob:
             est.finalize()
         for name, value in est.training_metrics().items():
             job.metrics.quality("train", name, value)
-        with self.clock.phase("save"):
-            est.save(job.model_dir)
+        if job.resources.is_master:
+            with self.clock.phase("save"):
+                est.save(job.model_dir)
+        else:  # every host fits; the job's model is the master's (hosts share no model names)
+            log.info("Host %s is not the master (%s): the model is written by the master only",
+                     job.resources.current_host, job.resources.master_host)
         with self.clock.phase("test"):
             self._score_test()
         job.metrics.metrics_json("training", self.clock.named(timings), start=started)
