@@ -248,8 +248,12 @@ Validator = Callable[[dict], None]
 
 
 def ignored_key(name: str) -> bool:
-    """Keys SageMaker, the SDK or HPO add, which an algorithm accepts and ignores."""
-    return name.startswith("_") or name.startswith("sagemaker_")
+    """Keys every algorithm accepts and ignores without declaring them: the framework/SDK keys
+    prefixed `sagemaker_` (`sagemaker_program`, `sagemaker_region`, ...). Hidden underscore keys
+    (`_kvstore`, `_tuning_objective_metric`, ...) are not among them: as in AWS's images, an
+    algorithm accepts only those it declares (as hyperparameters or in `accept_unknown`), and a
+    misspelt one (`_kfol`) is an unknown hyperparameter."""
+    return name.startswith("sagemaker_")
 
 
 @dataclass(frozen=True)

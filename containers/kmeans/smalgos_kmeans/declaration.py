@@ -6,6 +6,9 @@ Sources: AWS Developer Guide `k-means-api-config`, `k-means-tuning`, `km-in-form
 
 - The SDK always sends `force_dense="True"`: accepted (and meaningless here: sparse records are
   densified one mini-batch at a time).
+- Hidden underscore keys of AWS's default configuration (`_kvstore`, `_num_gpus`, ...) and HPO's
+  `_tuning_objective_metric` are accepted and dropped (`ACCEPTED_HIDDEN`); other underscore names
+  are unknown hyperparameters, as in AWS's image.
 - Unsupervised: CSV channels carry no label column unless `label_size` says so.
 - Serving answers JSON (default), JSON Lines, recordIO-protobuf and CSV (`closest_cluster,
   distance_to_cluster` per line), as `km-in-formats` documents.
@@ -28,6 +31,12 @@ def _mini_batch_seeds_k(hp: dict) -> None:
     if k is not None and batch is not None and batch < k:
         raise ClientError(f"Hyperparameter mini_batch_size ({batch}) must be at least k ({k}):"
                           " the first mini-batch seeds the centres")
+
+# Hidden keys of AWS's default-input.json (algorithms-tabular.md §4.1) and HPO's
+# `_tuning_objective_metric`: accepted and dropped. Any other underscore name is refused.
+ACCEPTED_HIDDEN = ("_disable_wait_to_read", "_enable_profiler", "_kvstore", "_log_level", "_num_gpus",
+                   "_num_kv_servers", "_num_slices", "_tuning_objective_metric")
+
 INIT_METHODS = ("random", "kmeans++")
 EVAL_METRICS = ("msd", "ssd")
 
@@ -55,6 +64,7 @@ HYPERPARAMETERS = Hyperparameters(
         Boolean("force_dense", default=True, doc="sent by the SageMaker SDK; accepted and ignored"),
     ),
     validators=(_mini_batch_seeds_k,),
+    accept_unknown=ACCEPTED_HIDDEN,
 )
 
 ALGORITHM = Algorithm(

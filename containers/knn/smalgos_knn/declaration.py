@@ -7,8 +7,9 @@ default-conf.json (see /work/shared/spec/algorithms-tabular.md §6). Standard li
 - `dimension_reduction_target` is required exactly when `dimension_reduction_type` is set, and
   must be below `feature_dim`; `faiss.IVFPQ` accepts only `index_metric=L2`.
 - Hidden keys of AWS's default configuration: `epochs` (1) and `_faiss_index_nprobe` (5, the IVF
-  lists probed per query) are declared; other underscore keys are ignored by the spine; the SDK's
-  `force_dense` is accepted and dropped.
+  lists probed per query) are declared; the other underscore keys of default-conf.json and HPO's
+  `_tuning_objective_metric`, and the SDK's `force_dense`, are accepted and dropped
+  (`ACCEPTED_HIDDEN`); any other underscore name is an unknown hyperparameter, as in AWS's image.
 - Responses: JSON (default), JSON Lines, recordIO-protobuf; `verbose=true` on the Accept type
   (`application/json; verbose=true`) adds the neighbours' `distances` and `labels`.
 """
@@ -22,6 +23,10 @@ from smalgos.declaration import (
 from smalgos.errors import ClientError
 
 POSITIVE = Interval(1, None)
+# Hidden keys of AWS's default-conf.json (algorithms-tabular.md §6.1) and the SDK's force_dense:
+# accepted and dropped.
+ACCEPTED_HIDDEN = ("force_dense", "_enable_profiler", "_kvstore", "_log_level", "_num_gpus", "_num_kv_servers",
+                   "_tuning_objective_metric")
 PQ_M_CHOICES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 
 
@@ -58,7 +63,7 @@ HYPERPARAMETERS = Hyperparameters(
         Categorical("index_type", default="faiss.Flat", choices=("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")),
         Categorical("index_metric", default="L2", choices=("L2", "INNER_PRODUCT", "COSINE")),
         Integer("faiss_index_ivf_nlists", default=AUTO, allow_auto=True, range=POSITIVE,
-                doc="IVF lists; auto = sqrt(number of sampled records)"),
+                doc="IVF lists; auto = sqrt(sample_size)"),
         Integer("faiss_index_pq_m", default=None, range=POSITIVE,
                 doc="IVFPQ sub-quantizers; unset = the largest allowed divisor of the dimension"),
         Integer("mini_batch_size", default=5000, range=POSITIVE),
@@ -66,7 +71,7 @@ HYPERPARAMETERS = Hyperparameters(
         Integer("_faiss_index_nprobe", default=5, range=POSITIVE, doc="IVF lists probed per query"),
     ),
     validators=(_check_reduction, _check_index),
-    accept_unknown=("force_dense",),
+    accept_unknown=ACCEPTED_HIDDEN,
 )
 
 ALGORITHM = Algorithm(

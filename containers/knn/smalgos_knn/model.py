@@ -173,8 +173,27 @@ class KNearestNeighbors(StreamingEstimator):
         self.projection_ = None
         if self.dimension_reduction_type is not None:
             self.projection_ = RandomProjection.draw(self.dimension_reduction_type, n_features,
-                                                     self.dimension_reduction_target, self.random_state)
+                                                     self._reduction_target(n_features), self.random_state)
         self._sampler = ReservoirSampler(self.sample_size, seed=self.random_state)
+
+    def _reduction_target(self, n_features: int) -> int:
+        """The dimension records are projected to. For `faiss.IVFPQ` with a `faiss_index_pq_m` that
+        does not divide `dimension_reduction_target`, AWS documents that "the algorithm increases the
+        value of the dimension_reduction_target" (kNN_hyperparameters): it is raised to the next
+        multiple of m. Should that no longer reduce (>= feature_dim, undocumented), the target is
+        kept and the reduced records are zero-padded at indexing, as without reduction."""
+        target, m = int(self.dimension_reduction_target), self.faiss_index_pq_m
+        if self.index_type != "faiss.IVFPQ" or m is None or target % m == 0:
+            return target
+        raised = -(-target // m) * m
+        if raised >= n_features:
+            log.warning("faiss_index_pq_m=%d does not divide dimension_reduction_target=%d, and its next multiple"
+                        " %d is not below feature_dim=%d: the reduced records are zero-padded to %d",
+                        m, target, raised, n_features, raised)
+            return target
+        log.info("dimension_reduction_target raised from %d to %d, a multiple of faiss_index_pq_m=%d",
+                 target, raised, m)
+        return raised
 
     def _reduce(self, X) -> np.ndarray:
         """Records as the index sees them: projected if asked, float32, C-contiguous."""
@@ -195,7 +214,7 @@ class KNearestNeighbors(StreamingEstimator):
 
     @property
     def index_dim_(self) -> int:
-        return self.dimension_reduction_target if self.projection_ is not None else self.n_features_in_
+        return self.projection_.target_dim if self.projection_ is not None else self.n_features_in_
 
     def _pq_m(self, dim: int) -> int:
         if self.faiss_index_pq_m is not None:
@@ -219,13 +238,17 @@ class KNearestNeighbors(StreamingEstimator):
             index = faiss.index_factory(dim, "Flat", metric)
         else:
             nlist = self.faiss_index_ivf_nlists
-            nlist = max(1, int(math.sqrt(n))) if nlist in (None, AUTO) else int(nlist)
-            nlist = max(1, min(nlist, n))
+            if nlist in (None, AUTO):  # AWS: sqrt(sample_size); a notebook's sample_size=None: sqrt(records)
+                nlist = int(math.sqrt(n if self.sample_size is None else self.sample_size))
+            nlist = max(1, min(int(nlist), n))  # FAISS needs a training point per list
             if self.index_type == "faiss.IVFFlat":
                 index = faiss.index_factory(dim, f"IVF{nlist},Flat", metric)
             else:
                 m = self._pq_m(dim)
-                if dim % m:  # AWS: zero-pad the data to a multiple of m (L2 distances unchanged)
+                # m not dividing the dimension: AWS zero-pads the data to a multiple of m (L2 distances
+                # unchanged) when no reduction is applied; with reduction the target was raised in
+                # begin(), so this pads only the fallback case there.
+                if dim % m:
                     self.padded_dim_ = dim + (m - dim % m)
                     x = np.pad(x, ((0, 0), (0, self.padded_dim_ - dim)))
                 # 8-bit codes (256 centroids per sub-quantizer) once the sample can train them.

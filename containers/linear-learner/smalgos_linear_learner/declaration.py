@@ -20,6 +20,12 @@ from smalgos.declaration import (
 )
 from smalgos.errors import ClientError
 
+# Hidden keys of AWS's default-input.json (algorithms-tabular.md §2.1), accepted and dropped; the
+# SDK's `force_dense` and the 2018 image's `_data_format` too. `_tuning_objective_metric` (set by
+# HPO) is a declared hyperparameter: it forces num_models=1. Any other underscore name is refused.
+ACCEPTED_HIDDEN = ("force_dense", "_data_format", "_enable_profiler", "_kvstore", "_log_level", "_num_gpus",
+                   "_num_kv_servers")
+
 PREDICTOR_TYPES = ("binary_classifier", "multiclass_classifier", "regressor")
 LOSSES = (AUTO, "logistic", "squared_loss", "absolute_loss", "hinge_loss", "eps_insensitive_squared_loss",
           "eps_insensitive_absolute_loss", "quantile_loss", "huber_loss", "softmax_loss")
@@ -116,7 +122,7 @@ HYPERPARAMETERS = Hyperparameters(
         String("_tuning_objective_metric", default="", doc="set by HPO; forces num_models=1"),
     ),
     validators=(_check_num_classes, _check_loss),
-    accept_unknown=("force_dense",),
+    accept_unknown=ACCEPTED_HIDDEN,
 )
 
 CHANNELS = (

@@ -6,8 +6,9 @@ SageMaker Python SDK's `PCA`; a public job log's default-conf.json (see
 
 - `mini_batch_size` is required on the wire (the SDK always sends it).
 - Hidden keys of AWS's default configuration: `force_dense` and `epochs` are declared (PCA needs
-  one pass: a larger `epochs` is accepted and the data are still read once); underscore keys are
-  ignored by the spine.
+  one pass: a larger `epochs` is accepted and the data are still read once); the underscore keys
+  of its default-conf.json (`ACCEPTED_HIDDEN`) are accepted and dropped, any other underscore name
+  is an unknown hyperparameter, as in AWS's image.
 - Responses: JSON `{"projections": [{"projection": [...]}, ...]}` — the root key is
   `projections`, not `predictions` — JSON Lines and recordIO-protobuf. AWS documents no CSV answer.
 - No tunable metrics (PCA is not HPO-tunable); the test channel's reconstruction error is logged.
@@ -22,6 +23,9 @@ from smalgos.declaration import (
 from smalgos.errors import ClientError
 
 POSITIVE = Interval(1, None)
+
+# Hidden keys of AWS's default-conf.json (algorithms-tabular.md §5.1): accepted and dropped.
+ACCEPTED_HIDDEN = ("_kvstore", "_log_level", "_num_gpus", "_num_kv_servers")
 
 
 def _components_fit(hp: dict) -> None:
@@ -44,6 +48,7 @@ HYPERPARAMETERS = Hyperparameters(
         Integer("epochs", default=1, range=POSITIVE, doc="hidden default of AWS's image; one pass is made"),
     ),
     validators=(_components_fit,),
+    accept_unknown=ACCEPTED_HIDDEN,
 )
 
 ALGORITHM = Algorithm(

@@ -125,6 +125,21 @@ def test_mini_batch_smaller_than_k_is_a_hyperparameter_error():
     assert ALGO.hyperparameters.parse({"k": "10", "feature_dim": "2", "mini_batch_size": "10"})["mini_batch_size"] == 10
 
 
+def test_undeclared_hidden_key_is_refused():
+    with pytest.raises(ClientError, match=r"Unknown hyperparameter: _kvstorr\b"):
+        ALGO.hyperparameters.parse({"k": "3", "feature_dim": "2", "_kvstorr": "auto"})
+
+
+def test_default_input_hidden_keys_are_accepted_and_dropped():
+    # Every hidden key of AWS's default-input.json (spec §4.1) and HPO's _tuning_objective_metric.
+    hidden = {"_disable_wait_to_read": "false", "_enable_profiler": "false", "_kvstore": "auto", "_log_level": "info",
+              "_num_gpus": "auto", "_num_kv_servers": "1", "_num_slices": "1", "_tuning_objective_metric": "test:msd",
+              "sagemaker_region": '"us-east-1"'}
+    hp = ALGO.hyperparameters.parse({"k": "3", "feature_dim": "2", "force_dense": "True", **hidden})
+    assert not set(hidden) & set(hp)
+    assert "force_dense" not in WebScaleKMeans.from_hyperparameters(hp).get_params()
+
+
 def test_hidden_and_tuning_keys_are_accepted(tmp_path):
     hps = {"k": 3, "feature_dim": 2, "force_dense": "True", "_kvstore": "auto", "_num_gpus": "auto",
            "_tuning_objective_metric": "test:msd", "extra_center_factor": "2", "local_lloyd_num_trials": "auto",

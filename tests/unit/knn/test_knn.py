@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import algo_helpers
 from algo_helpers import csv_bytes, recordio_bytes, serving_client
 from smalgos.declaration import load_algorithm
+from smalgos.errors import ClientError
 from smalgos.environment import ServingEnv
 from smalgos.serving.app import create_app
 from smalgos.serving.server import load_model
@@ -225,6 +226,70 @@ def test_save_load_round_trip_with_projection(tmp_path):
     knn = KNearestNeighbors(4, sample_size=30, dimension_reduction_type="sign", dimension_reduction_target=5).fit(x, y)
     knn.save(tmp_path)
     again = KNearestNeighbors.load(tmp_path)
+    for a, b in zip(knn.predict_neighbors(x), again.predict_neighbors(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_default_conf_hidden_keys_are_accepted_and_others_refused():
+    base = {"feature_dim": "2", "k": "1", "sample_size": "5", "predictor_type": "classifier"}
+    hidden = {"_kvstore": "dist_async", "_log_level": "info", "_num_gpus": "auto", "_num_kv_servers": "1",
+              "_tuning_objective_metric": "", "_enable_profiler": "false", "force_dense": "True"}
+    hp = ALGO.hyperparameters.parse({**base, **hidden, "_faiss_index_nprobe": "7", "epochs": "1"})
+    assert not set(hidden) & set(hp)
+    assert KNearestNeighbors.from_hyperparameters(hp).faiss_index_nprobe == 7
+    with pytest.raises(ClientError, match="Unknown hyperparameter: _faiss_index_nprob "):
+        ALGO.hyperparameters.parse({**base, "_faiss_index_nprob": "7"})
+
+
+def _nlist(knn):
+    import faiss
+    return faiss.extract_index_ivf(knn.index_).nlist
+
+
+def test_auto_nlists_is_the_square_root_of_sample_size():
+    # AWS: faiss_index_ivf_nlists=auto "resolves to sqrt(sample_size)", not sqrt(records sampled).
+    x = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    y = np.zeros(400, np.float32)
+    assert _nlist(KNearestNeighbors(1, sample_size=10_000, index_type="faiss.IVFFlat").fit(x, y)) == 100
+    assert _nlist(KNearestNeighbors(1, sample_size=100, index_type="faiss.IVFFlat").fit(x, y)) == 10
+    assert _nlist(KNearestNeighbors(1, index_type="faiss.IVFFlat").fit(x, y)) == 20  # notebook: every record
+    assert _nlist(KNearestNeighbors(1, sample_size=10**6, index_type="faiss.IVFFlat").fit(x, y)) == 400  # <= records
+    assert _nlist(KNearestNeighbors(1, sample_size=10_000, index_type="faiss.IVFFlat",
+                                    faiss_index_ivf_nlists=7).fit(x, y)) == 7
+
+
+def test_pq_m_not_dividing_the_reduced_dimension_raises_the_target(tmp_path):
+    # AWS: "If dimension reduction is applied, the algorithm increases the value of the
+    # dimension_reduction_target"; without reduction the data are zero-padded.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(300, 30)).astype(np.float32), rng.integers(0, 3, 300).astype(np.float32)
+    knn = KNearestNeighbors(3, sample_size=300, index_type="faiss.IVFPQ", faiss_index_pq_m=8,
+                            dimension_reduction_type="sign", dimension_reduction_target=10).fit(x, y)
+    assert knn.projection_.target_dim == 16 and knn.index_.d == 16 and knn.padded_dim_ == 16
+    assert knn.dimension_reduction_target == 10  # the parameter itself is left as given
+    knn.save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["dimension_reduction"]["target_dim"] == 16 and meta["index_dim"] == 16
+    again = KNearestNeighbors.load(tmp_path)
+    for a, b in zip(knn.predict_neighbors(x), again.predict_neighbors(x)):
+        np.testing.assert_array_equal(a, b)
+    flat = KNearestNeighbors(3, sample_size=300, index_type="faiss.IVFPQ", faiss_index_pq_m=8).fit(x, y)
+    assert flat.index_.d == 32 and flat.padded_dim_ == 32 and flat.index_dim_ == 30  # no reduction: padded
+
+
+def test_padded_models_still_load(tmp_path):
+    # Models whose reduced records were zero-padded (index_dim > target_dim), as this project saved them
+    # before the target was raised, and as it still does when the raised target would not reduce.
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(300, 12)).astype(np.float32), rng.integers(0, 3, 300).astype(np.float32)
+    knn = KNearestNeighbors(3, sample_size=300, index_type="faiss.IVFPQ", faiss_index_pq_m=4,
+                            dimension_reduction_type="fjlt", dimension_reduction_target=10).fit(x, y)
+    assert knn.projection_.target_dim == 10 and knn.padded_dim_ == 12  # 12 would not reduce 12 features
+    knn.save(tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["dimension_reduction"]["target_dim"] == 10 and meta["index_dim"] == 12
+    again = KNearestNeighbors.load(tmp_path)
+    assert again.padded_dim_ == 12 and again.index_dim_ == 10
     for a, b in zip(knn.predict_neighbors(x), again.predict_neighbors(x)):
         np.testing.assert_array_equal(a, b)
 

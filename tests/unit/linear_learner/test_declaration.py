@@ -54,6 +54,15 @@ def test_sdk_wire_forms_are_accepted():
     assert "force_dense" not in hp and "_kvstore" not in hp
 
 
+def test_hidden_keys_of_default_input_are_accepted_and_others_refused():
+    hidden = dict(_kvstore="auto", _num_gpus="auto", _num_kv_servers="auto", _log_level="info", _enable_profiler="false",
+                  _data_format="record", force_dense="True")
+    hp = parse(**hidden, _tuning_objective_metric="")
+    assert not set(hidden) & set(hp) and hp["_tuning_objective_metric"] == ""
+    with pytest.raises(ClientError, match="Unknown hyperparameter: _kvstorr "):
+        parse(_kvstorr="auto")
+
+
 @pytest.mark.parametrize("raw, name", [
     ({"predictor_type": "classifier"}, "predictor_type"),
     ({"epochs": "0"}, "epochs"),

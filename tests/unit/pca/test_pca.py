@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import algo_helpers
 from algo_helpers import csv_bytes, recordio_bytes, serving_client
 from smalgos.declaration import load_algorithm
+from smalgos.errors import ClientError
 from smalgos_pca.model import META_FILE, MODEL_FILE, StreamingPCA
 
 ALGO = load_algorithm("pca")
@@ -69,6 +70,16 @@ def test_pipe_mode_sdk_recordio(tmp_path, mode, sparse):
     pca = StreamingPCA.load(job.paths.model_dir)
     np.testing.assert_allclose(pca.singular_values_, [np.sqrt(40.0), np.sqrt(640.0)], rtol=1e-4)
     np.testing.assert_allclose(np.abs(pca.components_), [[0, 1], [1, 0], [0, 0]], atol=1e-4)
+
+
+def test_default_conf_hidden_keys_are_accepted_and_others_refused():
+    base = {"feature_dim": "3", "num_components": "1", "mini_batch_size": "16"}
+    hidden = {"_kvstore": "dist_sync", "_num_kv_servers": "auto", "_num_gpus": "auto", "_log_level": "info"}
+    hp = ALGO.hyperparameters.parse({**base, **hidden, "force_dense": "True", "epochs": "1"})
+    assert not set(hidden) & set(hp)
+    assert not {"force_dense", "epochs"} & set(StreamingPCA.from_hyperparameters(hp).get_params())
+    with pytest.raises(ClientError, match="Unknown hyperparameter: _kvstorr "):
+        ALGO.hyperparameters.parse({**base, "_kvstorr": "dist_sync"})
 
 
 def test_log_lines(tmp_path, capfd, caplog):

@@ -39,9 +39,18 @@ def test_defaults_auto_and_json_encoded_strings():
 
 
 def test_reserved_and_tolerated_keys_are_ignored():
-    v = hps().parse({"predictor_type": "regressor", "_tuning_objective_metric": "validation:mse",
-                     "sagemaker_region": '"us-east-1"', "_kvstore": "auto", "force_dense": "True"})
-    assert "force_dense" not in v and "_kvstore" not in v
+    tolerant = Hyperparameters(hps().params, accept_unknown=("force_dense", "_kvstore", "_tuning_objective_metric"))
+    v = tolerant.parse({"predictor_type": "regressor", "_tuning_objective_metric": "validation:mse",
+                        "sagemaker_region": '"us-east-1"', "sagemaker_program": '"train.py"', "_kvstore": "auto",
+                        "force_dense": "True"})
+    assert v == hps().parse({"predictor_type": "regressor"})
+
+
+@pytest.mark.parametrize("key", ["_kvstore", "_kfol", "_"])
+def test_undeclared_underscore_keys_are_unknown(key):
+    # AWS's images refuse undeclared names, hidden ones included: only sagemaker_* keys pass undeclared.
+    with pytest.raises(ClientError, match=f"Unknown hyperparameter: {key} "):
+        hps().parse({"predictor_type": "regressor", key: "1", "sagemaker_region": '"us-east-1"'})
 
 
 @pytest.mark.parametrize("raw, fragment", [

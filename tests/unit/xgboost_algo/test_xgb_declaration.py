@@ -52,10 +52,18 @@ def test_values_and_absent_names():
     ({"num_round": 1, "interaction_constraints": "[[0,1]]"}, "interaction_constraints"),
     ({"num_round": 1, "eta": 0.1, "learning_rate": 0.2}, "same parameter"),
     ({"num_round": 1, "_tuning_objective_metric": "validation:bogus"}, "_tuning_objective_metric"),
+    ({"num_round": 1, "_kfol": 5}, "Unknown hyperparameter: _kfol "),  # AWS: "Extraneous hyperparameter found"
+    ({"num_round": 1, "_kvstore": "auto"}, "Unknown hyperparameter: _kvstore "),  # XGBoost declares none
 ])
 def test_aws_validation_rules(hps, message):
     with pytest.raises(ClientError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(**hps)
+
+
+def test_declared_hidden_keys_are_accepted():
+    hp = parse(num_round=1, _kfold=3, _num_cv_round=2, _tuning_objective_metric="validation:rmse",
+               sagemaker_program="train.py")
+    assert (hp["_kfold"], hp["_num_cv_round"], hp["_tuning_objective_metric"]) == (3, 2, "validation:rmse")
 
 
 def test_plan_maps_aws_names_to_xgboost_3():
