@@ -2,13 +2,17 @@
 first-party algorithms.
 
 Requests (one instance per record):
-    JSON:       ``{"instances": [<instance>, ...]}``
+    JSON:       ``{"instances": [<instance>, ...]}``, or one ``<instance>`` alone as the whole
+                body (one record; beyond AWS's documented forms, which always wrap it)
     JSON Lines: one ``<instance>`` per line (blank lines skipped)
     <instance>: ``{"features": [1.5, 16.0]}``
+                ``{"data": {"features": [1.5, 16.0]}}``  (the DG's "simple numeric vector"
+                data element, which AWS's SDK would otherwise convert for you)
                 ``{"data": {"features": {"values": [1.5, 16.0]}}}``
                 ``{"data": {"features": {"keys": [3, 7], "shape": [2000], "values": [1.5, 2.0]}}}``
 The forms may be mixed; if any instance is sparse the batch is CSR. Other keys of an instance
-(``"configuration"``, a ``"label"``) are ignored: these are inference formats.
+(``"configuration"``, a ``"label"``) are ignored: these are inference formats. A malformed
+instance is a `ClientError` naming it and the key path at fault (``"data"."features"."values"[2]``).
 
 Responses: JSON ``{"<root_key>": [{"<field>": value, ...}, ...]}`` (``json.dumps`` spacing; the
 root key is given to the encoder, the algorithm's `json_root_key`),
@@ -34,8 +38,10 @@ from .media import JSON, JSONLINES, TEXT_PARAMS, MediaType, check_params
 from .predictions import DEFAULT_ROOT_KEY, Predictions
 
 _TOO_DEEP = "{}: JSON nested too deeply to read (instances are objects of flat lists of numbers)"
-_FORMS = ('{"features": [...]} or {"data": {"features": {"values": [...]}}} '
+_FORMS = ('{"features": [...]}, {"data": {"features": [...]}} or {"data": {"features": {"values": [...]}}} '
           '(sparse: {"data": {"features": {"keys": [...], "shape": [d], "values": [...]}}})')
+_DATA_FEATURES = '"data"."features"'
+_INSTANCE_KEYS = ("features", "data")
 
 
 def _number_list(value: Any, where: str, what: str) -> np.ndarray:
@@ -78,21 +84,27 @@ def _instance(inst: Any, where: str):
         raise ClientError(f"{where}: expected an object {_FORMS}, got {type(inst).__name__}")
     if "features" in inst:
         return ("dense", _number_list(inst["features"], where, '"features"'))
-    data = inst.get("data")
-    if data is None:
+    if "data" not in inst:
         raise ClientError(f'{where}: no "features" and no "data" field; expected {_FORMS}')
-    if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
-        raise ClientError(f'{where}: "data" must hold a "features" object; expected {_FORMS}')
+    data = inst["data"]
+    if not isinstance(data, dict) or "features" not in data:
+        got = f"an object with keys {_excerpt(list(data))}" if isinstance(data, dict) else _excerpt(data)
+        raise ClientError(f'{where}: "data" must hold a "features" object or list, got {got}; expected {_FORMS}')
     feats = data["features"]
+    if isinstance(feats, list):   # the "simple numeric vector" data element
+        return ("dense", _number_list(feats, where, _DATA_FEATURES))
+    if not isinstance(feats, dict):
+        raise ClientError(f'{where}: {_DATA_FEATURES} must be a list of numbers or an object with '
+                          f'"values", got {type(feats).__name__}')
     if "values" not in feats:
-        raise ClientError(f'{where}: "data"."features" has no "values" field')
-    values = _number_list(feats["values"], where, '"values"')
+        raise ClientError(f'{where}: {_DATA_FEATURES} has no "values" field')
+    values = _number_list(feats["values"], where, f'{_DATA_FEATURES}."values"')
     if "keys" not in feats:
         return ("dense", values)
-    keys = _number_list(feats["keys"], where, '"keys"')
+    keys = _number_list(feats["keys"], where, f'{_DATA_FEATURES}."keys"')
     if "shape" not in feats:
         raise ClientError(f'{where}: sparse features ("keys") without a "shape"')
-    shape = _number_list(feats["shape"], where, '"shape"')
+    shape = _number_list(feats["shape"], where, f'{_DATA_FEATURES}."shape"')
     if keys.size != values.size:
         raise ClientError(f'{where}: {keys.size} "keys" but {values.size} "values"')
     if shape.size == 0 or (shape < 0).any() or (shape != np.floor(shape)).any():
@@ -140,6 +152,8 @@ def decode_json(data: bytes, *, source: str = "request body") -> Batch:
         raise ClientError(f"{source}: not valid JSON ({e})") from None
     except RecursionError:
         raise ClientError(_TOO_DEEP.format(source)) from None
+    if isinstance(obj, dict) and "instances" not in obj and any(k in obj for k in _INSTANCE_KEYS):
+        return instances_to_batch([obj], lambda i: source)   # one instance alone: one record
     if not isinstance(obj, dict) or "instances" not in obj:
         raise ClientError(f'{source}: expected {{"instances": [...]}} with each instance {_FORMS}')
     instances = obj["instances"]

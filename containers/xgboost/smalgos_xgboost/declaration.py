@@ -13,8 +13,9 @@ Metrics: XGBoost's evaluation lines (`[3]\ttrain-rmse:0.41\tvalidation-rmse:0.44
 AWS's regexes, which spell the tab as CloudWatch shows it (`#011`). AWS declares the validation
 metrics; we declare the train ones too.
 
-Serving: requests in CSV (the default when no Content-Type is sent, as AWS), LibSVM,
-recordIO-protobuf and, beyond AWS, JSON / JSON Lines; answers in CSV (default, as AWS), JSON,
+Serving: requests in LibSVM (the default when no Content-Type is sent, as AWS's
+`get_content_type(None)`: the app reads a missing Content-Type as `Serving.content_types[0]`),
+CSV, recordIO-protobuf and, beyond AWS, JSON / JSON Lines; answers in CSV (default, as AWS), JSON,
 JSON Lines and recordIO-protobuf.
 """
 
@@ -73,7 +74,8 @@ ALGORITHM = Algorithm(
     trainer="smalgos_xgboost.train:train",
     model_loader="smalgos_xgboost.serve:load_model",
     serving=Serving(
-        content_types=(CSV, LIBSVM, RECORDIO_PROTOBUF, JSON, JSONLINES),
+        # The first is what a request without a Content-Type is read as: libsvm, as AWS's image.
+        content_types=(LIBSVM, CSV, RECORDIO_PROTOBUF, JSON, JSONLINES),
         accepts=(CSV, JSON, JSONLINES, RECORDIO_PROTOBUF),
         default_accept=CSV,
         empty_body_status=204,  # as AWS's image

@@ -153,3 +153,70 @@ def test_nested_features_the_decoder_can_read_are_a_client_error_too():
     inner = b"[" * 200 + b"1" + b"]" * 200
     with pytest.raises(ClientError, match=r"req: instance 0: \"features\"\[1\] is \[\[\["):
         decode_json(b'{"instances": [{"features": [1, ' + inner + b"]}]}", source="req")
+
+
+# -- the "simple numeric vector" data element and a lone instance (DG cdf-inference; audit X-1) ----
+
+@pytest.mark.parametrize("body", [
+    {"instances": [{"data": {"features": [1.5, 2.0]}}, {"data": {"features": [3, 4]}}]},
+    {"instances": [{"data": {"features": [1.5, 2.0]}, "configuration": {}},
+                   {"data": {"features": {"values": [3, 4]}}}]},
+    {"instances": [{"data": {"features": [1.5, 2.0]}}, {"features": [3, 4]}]},
+], ids=["vectors", "vector-and-values", "vector-and-features"])
+def test_data_element_as_a_plain_numeric_vector(body):
+    b = decode_json(json.dumps(body).encode())
+    assert not b.is_sparse and b.features.dtype == np.float32
+    np.testing.assert_array_equal(b.features, [[1.5, 2.0], [3, 4]])
+
+
+def test_plain_vector_mixes_with_sparse_instances_and_in_jsonlines():
+    body = json.dumps({"instances": [{"data": {"features": [1, 2]}},
+                                     {"data": {"features": {"keys": [3], "shape": [4], "values": [5]}}}]})
+    np.testing.assert_array_equal(decode_json(body.encode()).features.toarray(), [[1, 2, 0, 0], [0, 0, 0, 5]])
+    lines = b'{"data": {"features": [1, 2]}}\n{"features": [3, 4]}\n{"data": {"features": {"values": [5, 6]}}}\n'
+    np.testing.assert_array_equal(decode_jsonlines(lines).features, [[1, 2], [3, 4], [5, 6]])
+
+
+@pytest.mark.parametrize("record", [
+    {"data": {"features": {"values": [1.5, 2.0]}}},
+    {"data": {"features": [1.5, 2.0]}},
+    {"features": [1.5, 2.0]},
+    {"data": {"features": {"keys": [0, 1], "shape": [2], "values": [1.5, 2.0]}}},
+], ids=["values", "vector", "features", "sparse"])
+def test_a_lone_instance_as_the_whole_json_body_is_one_record(record):
+    b = JSONDecoder().decode(json.dumps(record).encode(), parse_media_type("application/json"))
+    assert len(b) == 1
+    f = b.features.toarray() if b.is_sparse else b.features
+    np.testing.assert_array_equal(f, [[1.5, 2.0]])
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"instances": [{"data": {"features": [1, "x"]}}]}',
+     'request body: instance 0: "data"."features"[1] is "x", not a number'),
+    (b'{"instances": [{"data": {"features": [1, [2, 3]]}}]}',
+     'request body: instance 0: "data"."features"[1] is [2, 3], not a number'),
+    (b'{"instances": [{"data": {"features": "1,2"}}]}',
+     'request body: instance 0: "data"."features" must be a list of numbers or an object with "values", got str'),
+    (b'{"instances": [{"data": {"features": {"values": [1, null]}}}]}',
+     'request body: instance 0: "data"."features"."values"[1] is null, not a number'),
+    (b'{"instances": [{"data": {"features": {"values": 3}}}]}',
+     'request body: instance 0: "data"."features"."values" must be a list of numbers, got int'),
+    (b'{"instances": [{"data": {"features": {"keys": [0, "a"], "shape": [3], "values": [1, 2]}}}]}',
+     'request body: instance 0: "data"."features"."keys"[1] is "a", not a number'),
+    (b'{"instances": [{"data": {"features": {"keys": [0], "shape": "3", "values": [1]}}}]}',
+     'request body: instance 0: "data"."features"."shape" must be a list of numbers, got str'),
+    (b'{"instances": [{"data": null}]}',
+     'request body: instance 0: "data" must hold a "features" object or list, got null'),
+    (b'{"instances": [{"data": {"feature": [1]}}]}',
+     'request body: instance 0: "data" must hold a "features" object or list, got an object with keys ["feature"]'),
+    # a lone instance: the body itself is the record, so the path starts at the body
+    (b'{"data": {"features": [1, 2, "3"]}}', 'request body: "data"."features"[2] is "3", not a number'),
+    (b'{"data": {"features": {"values": [[1]]}}}',
+     'request body: "data"."features"."values"[0] is [1], not a number'),
+    (b'{"data": 5}', 'request body: "data" must hold a "features" object or list, got 5'),
+    (b'{"feature": [1]}', 'request body: expected {"instances": [...]}'),
+])
+def test_malformed_data_elements_name_the_key_path(body, message):
+    with pytest.raises(ClientError) as e:
+        decode_json(body)
+    assert e.value.message.startswith(message), e.value.message
