@@ -8,17 +8,41 @@ from pathlib import Path
 from .errors import ClientError
 
 
+def inside_model_dir(model_dir: Path, path: Path) -> Path:
+    """`path`, once its resolved location (symlinks followed) is checked to lie in the resolved
+    `model_dir`; a ClientError naming it otherwise, so that a link to /etc/passwd is never read."""
+    model_dir, path = Path(model_dir), Path(path)
+    try:
+        target = path.resolve(strict=False)
+        root = model_dir.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ClientError(f"Refusing to read {path} from the model directory {model_dir}: {exc}") from None
+    if target != root and root not in target.parents:
+        raise ClientError(f"Refusing to read {path}: it resolves to {target}, outside the model directory "
+                          f"{model_dir}")
+    return path
+
+
 def model_files(model_dir: Path) -> list[Path]:
-    """The files of a model directory, sorted, without dotfiles and without `*.tar.gz` leftovers."""
+    """The files of a model directory, sorted, without dotfiles and without `*.tar.gz` leftovers.
+
+    A file that resolves outside `model_dir` (a symlink out of it) is a ClientError naming it."""
+    model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ClientError(f"Model directory {model_dir} does not exist")
-    return sorted(p for p in model_dir.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
-                  and not p.name.endswith(".tar.gz"))
+    files = sorted(p for p in model_dir.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+                   and not p.name.endswith(".tar.gz"))
+    return [inside_model_dir(model_dir, p) for p in files]
 
 
 def require_file(model_dir: Path, name: str, what: str = "model") -> Path:
+    """`model_dir / name`, a regular file inside `model_dir` (symlinks resolved); a ClientError
+    naming it when it is missing or resolves outside the directory."""
+    model_dir = Path(model_dir)
     path = model_dir / name
+    if path.is_symlink() or path.exists():
+        inside_model_dir(model_dir, path)
     if not path.is_file():
         present = ", ".join(p.name for p in model_files(model_dir)) if model_dir.is_dir() else "none"
         raise ClientError(f"The {what} file {name} is missing from {model_dir} (files present: {present})")

@@ -102,6 +102,38 @@ def parse_accept(header: str | None, *, aliases: Mapping[str, str] | None = None
     return out
 
 
+_QVALUE_RE = re.compile(r"^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$")
+
+
+def parse_accept_weighted(header: str | None, *,
+                          aliases: Mapping[str, str] | None = None) -> list[tuple[MediaType, float]]:
+    """Parse an Accept header into ``(media range, q)`` pairs, order kept (RFC 9110 §12.5.1).
+
+    `q` defaults to 1; a q-value that is not a number in [0, 1] with at most three decimals is a
+    `ClientError` naming it. The media range keeps the parameters before ``q``; those after it
+    are accept-extensions and are dropped. A missing or blank header gives ``[]``.
+    """
+    if header is None or not header.strip():
+        return []
+    out = []
+    for entry in _split_list(header):
+        if not entry.strip():
+            continue
+        mt = parse_media_type(entry, aliases=aliases)
+        params: dict[str, str] = {}
+        q = 1.0
+        for name, value in mt.params.items():  # dicts keep the header's order
+            if name == "q":
+                if not _QVALUE_RE.match(value.strip()):
+                    raise ClientError(f"bad q-value {value!r} in Accept entry {entry.strip()!r}: "
+                                      "expected a number from 0 to 1 with at most 3 decimals")
+                q = float(value)
+                break
+            params[name] = value
+        out.append((MediaType(mt.type, params), q))
+    return out
+
+
 #: Parameters that name the body's character set (``encoding`` is what AWS's k-NN docs send).
 CHARSET_PARAMS = frozenset({"charset", "encoding"})
 #: The text parameters every text decoder accepts: a charset, which must be UTF-8.

@@ -7,8 +7,8 @@
     body = enc.encode(predictions, root_key=ALGO_JSON_ROOT_KEY)   # JSON: "predictions" (PCA: "projections")
 
 `get_decoder` refuses a type (415, naming it and the supported ones) and the parameters its
-decoder does not declare (415, naming the parameter); `negotiate_accept` picks the first entry of
-the Accept list that is supported (406 naming what was asked and what is offered).
+decoder does not declare (415, naming the parameter); `negotiate_accept` picks the supported type
+the Accept list prefers, q-values honoured (406 naming what was asked and what is offered).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import BinaryIO, Collection, Iterator, Protocol, Sequence, runtime_c
 from smalgos.errors import ClientError, UnsupportedAccept, UnsupportedContentType
 
 from .batch import Batch
-from .media import MediaType, check_params, parse_accept, parse_media_type
+from .media import MediaType, check_params, parse_accept_weighted, parse_media_type
 from .predictions import DEFAULT_ROOT_KEY, Predictions
 
 
@@ -102,28 +102,52 @@ def get_encoder(media_type: MediaType | str, allowed: Collection[str] | None = N
     return ENCODERS[media.type]
 
 
+def _specificity(media: MediaType) -> int:
+    """RFC 9110 §12.5.1: ``*/*`` < ``type/*`` < ``type/subtype`` < ``type/subtype;params``."""
+    if media.type == "*/*":
+        return 0
+    if media.is_wildcard:
+        return 1
+    return 3 if media.params else 2
+
+
 def negotiate_media_type(accept_header: str | None, supported: Sequence[str], default: str) -> MediaType:
     """The Accept entry to answer with (its parameters kept, e.g. ``verbose=true``).
 
-    Missing, blank or ``*/*`` → `default`; ``text/*`` → the first supported ``text/`` type;
-    otherwise the first entry that is supported, in the header's order (q-values ignored).
+    Missing or blank → `default`. Otherwise q-values are honoured (RFC 9110): each candidate type
+    takes the q of the most specific entry that matches it, and ``q=0`` makes it unacceptable
+    (``text/*, text/csv;q=0`` refuses CSV). Among acceptable candidates the higher q wins, then
+    the more specific entry, then the earlier one in the header. ``*/*`` stands for `default`
+    first, then the other supported types; ``text/*`` for the supported ``text/`` types in order.
     """
     try:
-        entries = parse_accept(accept_header)
+        entries = parse_accept_weighted(accept_header)
     except ClientError as e:
         raise UnsupportedAccept(e.message) from None
     if not entries:
         return MediaType(default, {})
-    for entry in entries:
-        if entry.type == "*/*":
-            return MediaType(default, entry.params)
-        if entry.is_wildcard:
-            family = [t for t in supported if entry.matches(t)]
-            if family:
-                return MediaType(family[0], entry.params)
+    candidates = [default] + [t for t in supported if t != default]
+    best_key, best = None, None
+    for rank, concrete in enumerate(candidates):
+        governing = None  # (specificity, -index, media, q) of the most specific entry matching it
+        for index, (media, q) in enumerate(entries):
+            if not media.matches(concrete):
+                continue
+            if media.type != "*/*" and concrete not in supported:
+                continue  # only */* stands for a default the algorithm does not list
+            spec = _specificity(media)
+            if governing is None or spec > governing[0]:
+                governing = (spec, -index, media, q)
+        if governing is None or governing[3] <= 0:
             continue
-        if entry.type in supported:
-            return entry
+        spec, neg_index, media, q = governing
+        # A wildcard's candidates come in its own order: */* the default first, type/* `supported`'s.
+        order = rank if media.type == "*/*" else list(supported).index(concrete)
+        key = (q, spec, neg_index, -order)
+        if best_key is None or key > best_key:
+            best_key, best = key, MediaType(concrete, dict(media.params))
+    if best is not None:
+        return best
     raise UnsupportedAccept(f"none of the types in Accept {accept_header!r} is supported; "
                             f"supported: {_offered(supported)}")
 

@@ -383,40 +383,67 @@ class LinearLearner(DeclaredEstimator):
 
     @classmethod
     def load(cls, directory: str | Path) -> "LinearLearner":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
+
+        from smalgos.artifacts import inside_model_dir
 
         directory = Path(directory)
         meta_path, weights_path = directory / METADATA_FILE, directory / WEIGHTS_FILE
         if not meta_path.is_file() or not weights_path.is_file():
             raise InputError(f"No Linear Learner model in {directory}: expected {METADATA_FILE} and {WEIGHTS_FILE}")
+        for path in (meta_path, weights_path):  # a symlink out of the model directory is not read
+            inside_model_dir(directory, path)
+
+        def failure(name: str, problem: object) -> InputError:
+            return InputError(f"Cannot load the Linear Learner model in {directory}: {name}: {problem}")
+
         try:
             meta = read_metadata(meta_path, FORMAT_NAME, FORMAT_VERSION)
-        except ValueError as exc:
-            raise InputError(f"Cannot load the Linear Learner model in {directory}: {exc}") from None
-        tensors = load_file(str(weights_path))
-        hp = meta.get("hyperparameters", {})
-        est = cls.from_hyperparameters({k: v for k, v in hp.items() if k != "predictor_type"},
-                                       predictor_type=meta["predictor_type"])
-        est.coef_ = tensors["weight"].astype(np.float32)
-        est.intercept_ = tensors["bias"].astype(np.float32)
-        est.scaler_mean_ = tensors["scaler_mean"].astype(np.float32)
-        est.scaler_std_ = tensors["scaler_std"].astype(np.float32)
-        est.threshold_ = float(meta["threshold"])
-        est.label_mean_ = float(meta["label_mean"])
-        est.label_std_ = float(meta["label_std"])
-        est.feature_dim_ = est.n_features_in_ = int(meta["feature_dim"])
-        est.loss_ = meta["loss"]
-        est.predictor_type_ = meta["predictor_type"]
-        est.num_classes_ = meta["num_classes"]
-        est.classes_ = None if meta["classes"] is None else np.asarray(meta["classes"], dtype=np.float32)
-        est.hyperparameters_ = hp
-        est.selected_model_ = meta.get("selected_model", {})
-        est.models_ = []
-        est.history_ = []
-        est.epochs_trained_ = int(meta.get("epochs_trained", 0))
-        est.f_beta_ = float(meta.get("f_beta", 1.0))
-        est.accuracy_top_k_ = int(meta.get("accuracy_top_k", 3))
-        est.loss_params_ = dict(meta.get("loss_params", {}))
+        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            message = str(exc)
+            raise (InputError(f"Cannot load the Linear Learner model in {directory}: {message}")
+                   if METADATA_FILE in message else failure(METADATA_FILE, message)) from None
+        try:
+            tensors = load_file(str(weights_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise failure(WEIGHTS_FILE, exc) from None
+        missing = [t for t in ("weight", "bias", "scaler_mean", "scaler_std") if t not in tensors]
+        if missing:
+            raise failure(WEIGHTS_FILE, f"tensor(s) {', '.join(missing)} missing (found: "
+                                        f"{', '.join(sorted(tensors)) or 'none'})")
+        try:
+            hp = meta.get("hyperparameters", {})
+            if not isinstance(hp, dict):
+                raise TypeError(f"hyperparameters is {type(hp).__name__}, not an object")
+            est = cls.from_hyperparameters({k: v for k, v in hp.items() if k != "predictor_type"},
+                                           predictor_type=meta["predictor_type"])
+            est.coef_ = tensors["weight"].astype(np.float32)
+            est.intercept_ = tensors["bias"].astype(np.float32)
+            est.scaler_mean_ = tensors["scaler_mean"].astype(np.float32)
+            est.scaler_std_ = tensors["scaler_std"].astype(np.float32)
+            est.threshold_ = float(meta["threshold"])
+            est.label_mean_ = float(meta["label_mean"])
+            est.label_std_ = float(meta["label_std"])
+            est.feature_dim_ = est.n_features_in_ = int(meta["feature_dim"])
+            est.loss_ = meta["loss"]
+            est.predictor_type_ = meta["predictor_type"]
+            est.num_classes_ = meta["num_classes"]
+            est.classes_ = None if meta["classes"] is None else np.asarray(meta["classes"], dtype=np.float32)
+            est.hyperparameters_ = hp
+            est.selected_model_ = meta.get("selected_model", {})
+            est.models_ = []
+            est.history_ = []
+            est.epochs_trained_ = int(meta.get("epochs_trained", 0))
+            est.f_beta_ = float(meta.get("f_beta", 1.0))
+            est.accuracy_top_k_ = int(meta.get("accuracy_top_k", 3))
+            est.loss_params_ = dict(meta.get("loss_params", {}))
+        except InputError as exc:  # e.g. a hyperparameter from_hyperparameters refuses
+            raise failure(METADATA_FILE, exc.message) from None
+        except KeyError as exc:
+            raise failure(METADATA_FILE, f"field {exc} missing") from None
+        except (TypeError, ValueError) as exc:
+            raise failure(METADATA_FILE, exc) from None
         if est.coef_.shape[0] != est.feature_dim_:
             raise InputError(f"{weights_path}: weight has {est.coef_.shape[0]} rows but feature_dim is "
                              f"{est.feature_dim_}")

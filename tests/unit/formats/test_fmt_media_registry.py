@@ -112,10 +112,47 @@ SUPPORTED = ["application/json", "application/jsonlines", "application/x-recordi
     ("text/html;q=1.0, text/*;q=0.8", "text/csv"),
     ("application/*", "application/json"),
     ("image/png, */*", "application/json"),
-    ("application/x-recordio-protobuf;q=0.1, text/csv;q=0.9", "application/x-recordio-protobuf"),
+    ("application/x-recordio-protobuf;q=0.1, text/csv;q=0.9", "text/csv"),
 ])
 def test_negotiate_accept(accept, expected):
     assert negotiate_accept(accept, SUPPORTED, "application/json").media_type == expected
+
+
+@pytest.mark.parametrize("accept,expected", [
+    ("application/json;q=0, application/jsonlines", "application/jsonlines"),  # q=0: not acceptable
+    ("application/json;q=0, */*", "application/jsonlines"),          # */* skips the refused default
+    ("text/csv;q=0.2, application/jsonlines;q=0.8", "application/jsonlines"),  # higher q wins
+    ("*/*;q=0.9, text/csv;q=0.9", "text/csv"),                        # same q: more specific wins
+    ("application/*;q=0.5, text/csv;q=0.5", "text/csv"),
+    ("text/csv;q=0.5, application/jsonlines;q=0.5", "text/csv"),      # same q and rank: order
+    ("text/*;q=0.9, text/csv;q=0.1, application/json;q=0.5", "application/json"),  # text/csv governs
+    ("application/*, application/json;q=0", "application/jsonlines"),
+    ("text/csv;Q=0.3, application/json;q=0.301", "application/json"),   # Q is q
+])
+def test_negotiate_honours_q_values(accept, expected):
+    assert negotiate_media_type(accept, SUPPORTED, "application/json").type == expected
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "*/*;q=0", "text/*, text/csv;q=0.0",
+                                    "application/json;q=0, application/*;q=0, text/*;q=0"])
+def test_negotiate_q_zero_everywhere_is_406(accept):
+    with pytest.raises(UnsupportedAccept) as e:
+        negotiate_media_type(accept, SUPPORTED, "application/json")
+    assert e.value.status == 406 and accept in e.value.message
+
+
+@pytest.mark.parametrize("q", ["abc", "1.5", "-1", "0.1234"])
+def test_negotiate_bad_q_value_is_406_naming_it(q):
+    with pytest.raises(UnsupportedAccept, match="q-value") as e:
+        negotiate_media_type(f"text/csv;q={q}", SUPPORTED, "application/json")
+    assert e.value.status == 406
+
+
+def test_parse_accept_weighted_keeps_params_before_q_only():
+    from smalgos.formats.media import parse_accept_weighted
+    assert parse_accept_weighted("application/json; verbose=true; q=0.5; ext=1, text/csv") == [
+        (MediaType("application/json", {"verbose": "true"}), 0.5), (MediaType("text/csv", {}), 1.0)]
+    assert parse_accept_weighted(None) == [] and parse_accept_weighted(" ") == []
 
 
 def test_negotiate_wildcard_takes_first_supported_of_the_family():
