@@ -21,6 +21,9 @@ PIPE_WAIT_ENV = "SMALGOS_PIPE_WAIT_SECONDS"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 DEFAULT_MAX_PAYLOAD_MB = 6
+# Request threads per serving worker (gunicorn's gthread): an idle or slow client holds one thread
+# at most, never a whole worker. Predictions within a worker still run one at a time.
+DEFAULT_SERVER_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class ServingEnv:
     default_accept: str | None  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
     inference_output: str | None  # SAGEMAKER_INFERENCE_OUTPUT (XGBoost's selectable outputs)
     ensemble: bool  # SAGEMAKER_INFERENCE_ENSEMBLE (XGBoost: predict with every model file), true
+    server_threads: int = DEFAULT_SERVER_THREADS  # SAGEMAKER_MODEL_SERVER_THREADS, 8: request threads per worker
     preset_threads: tuple[tuple[str, str], ...] = ()  # THREAD_VARS already set (kept as they are)
 
     @classmethod
@@ -186,6 +190,7 @@ class ServingEnv:
             default_accept=(env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None),
             inference_output=(env.get("SAGEMAKER_INFERENCE_OUTPUT") or None),
             ensemble=(env.get("SAGEMAKER_INFERENCE_ENSEMBLE") or "true").strip().lower() != "false",
+            server_threads=max(1, _int_env(env, "SAGEMAKER_MODEL_SERVER_THREADS", DEFAULT_SERVER_THREADS)),
             preset_threads=tuple((var, env[var]) for var in THREAD_VARS if var in env),
         )
 

@@ -1,13 +1,20 @@
 """Arrow's CSV reader, where pyarrow is installed (the XGBoost image): multi-threaded C++ with a
 fast float parser, used for large CSV bodies and for the numbers of LibSVM text. Callers keep a
 pandas or numpy path for images without pyarrow, and for text Arrow declines (their slower path
-then names the faulty line)."""
+then names the faulty line).
+
+Arrow's reader, called from the main thread, listens for SIGTERM itself while it runs (where Python
+has a handler for it, as the training runner does): it hands the signal on to that handler and gives
+up the read with `ArrowCancelled`, which is raised here as `TrainingStopped`, so that a job stopped
+mid-read ends the way a job stopped between batches does (exit 143, failure file, model so far)."""
 
 from __future__ import annotations
 
 import functools
 
 import numpy as np
+
+from smalgos.errors import TrainingStopped
 
 
 @functools.cache
@@ -41,6 +48,8 @@ def float_table(text: bytes, width: int, dtype=np.float32, block_size: int | Non
                                                  null_values=[""], strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not a clean numeric table: the caller diagnoses
         return None
+    except pa.ArrowCancelled as exc:  # a signal (SIGTERM) arrived during the read; its handler has run
+        raise TrainingStopped(f"Stopped while reading CSV numbers ({exc})") from None
     values = np.empty((table.num_rows, width), dtype)
     for j, column in enumerate(table.columns):
         values[:, j] = column.to_numpy()

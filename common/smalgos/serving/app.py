@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from typing import Protocol
@@ -39,6 +40,13 @@ class Model(Protocol):
     It may also define `encode(predictions, accept) -> (body, mimetype) | None` for answers whose
     shape the algorithm fixes itself (XGBoost's CSV and batch-transform lines); None falls back
     to the registry's encoder for `accept`.
+
+    It may also define `warm_up() -> None`: one prediction on a one-record batch of zeros of the
+    model's width, which each worker runs after loading the model and before serving; if it
+    raises, the worker exits instead of serving a model that cannot predict (server.py).
+
+    `predict` need not be thread-safe: a worker serves requests on several threads, but calls
+    `predict` under one lock (per worker), so its maths libraries' threads are not oversubscribed.
     """
 
     def predict(self, batch: Batch, accept: MediaType) -> Predictions: ...
@@ -79,6 +87,52 @@ def read_body(limit: int) -> bytes:
     return bytes(buf)
 
 
+def read_decoded_body(limit: int) -> bytes:
+    """The request body with its Content-Encoding undone: `read_body`'s cap holds on what was sent
+    and again on the decoded bytes, of which at most limit + 1 are ever produced (a gzip bomb is a
+    413). ``gzip`` (``x-gzip``) and ``deflate`` (zlib or raw) are read, ``identity`` is nothing; any
+    other coding is `UnsupportedContentType` (415) naming it, refused before the body is read."""
+    import zlib
+
+    header = request.headers.get("Content-Encoding") or ""
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    for coding in codings:
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            raise UnsupportedContentType(f"Content-Encoding {coding!r} is not supported; supported: "
+                                         "gzip, deflate, identity")
+    body = read_body(limit)
+    for coding in reversed(codings):  # codings are listed in the order they were applied
+        if not body:
+            break
+        gzip = coding != "deflate"
+        # RFC 9110's deflate is zlib-wrapped; some clients send raw deflate, told by its header.
+        zlib_wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        wbits = 16 + zlib.MAX_WBITS if gzip else (zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        out, data = bytearray(), body
+        decoder = zlib.decompressobj(wbits)
+        try:
+            while True:
+                chunk = decoder.decompress(data, limit + 1 - len(out))  # never 0: len(out) <= limit
+                out += chunk
+                if len(out) > limit:
+                    raise RequestEntityTooLarge()
+                if decoder.eof:
+                    data = decoder.unused_data
+                    if gzip and data.strip(b"\0"):  # concatenated gzip members (RFC 1952)
+                        decoder = zlib.decompressobj(wbits)
+                        continue
+                    break
+                tail = decoder.unconsumed_tail
+                if not chunk and len(tail) == len(data):
+                    raise ClientError(f"Request body is truncated {coding} data (Content-Encoding: {header})")
+                data = tail
+        except zlib.error as exc:
+            raise ClientError(f"Request body is not valid {coding} data (Content-Encoding: {header}): {exc}") from None
+        body = bytes(out)
+    return body
+
+
 def _log_client_error(status: int, message: str) -> None:
     log.info("%s %s %d: %s", request.method, request.path, status, message)
 
@@ -97,6 +151,7 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
     aliases, decoder_options = algorithm.content_type_aliases, algorithm.decoder_options
     custom_encode = getattr(model, "encode", None)
     root_key = serving.json_root_key  # the JSON wrapper, declared once per algorithm (PCA: "projections")
+    predict_lock = threading.Lock()  # one prediction at a time per worker (see Model)
     app = Flask(f"smalgos-{algorithm.name}")
     # One byte over the cap, so that `read_body` can see a streamed body run past it.
     app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes + 1
@@ -163,14 +218,15 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
         decoder = get_decoder(media, allowed=serving.content_types)
         accept = negotiate_media_type(request.headers.get("Accept"), serving.accepts, default_accept)
         encoder = get_encoder(accept, allowed=serving.accepts)
-        body = read_body(env.max_payload_bytes)
+        body = read_decoded_body(env.max_payload_bytes)
         batch = decoder.decode(body, media, default_label_size=0, source="request body",
                                **decoder_options.get(media.type, {})) if body else None
         if batch is None or len(batch) == 0:
             if serving.empty_body_status == 204:
                 return Response(status=204)
             raise ClientError("Request body is empty or holds no records: send at least one")
-        predictions = model.predict(batch, accept)
+        with predict_lock:
+            predictions = model.predict(batch, accept)
         custom = custom_encode(predictions, accept) if custom_encode else None
         payload, mimetype = custom if custom else (encoder.encode(predictions, root_key=root_key),
                                                    encoder.media_type)

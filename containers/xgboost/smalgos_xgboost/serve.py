@@ -104,6 +104,11 @@ class XGBoostModel:
             return Predictions({"score": raw})
         return outputs.selected_predictions(raw, self.selection, self.objective, self.num_class)
 
+    def warm_up(self) -> None:
+        """One prediction on one record of zeros at the model's width (run by each serving worker
+        before it serves: a model that cannot predict is not served)."""
+        self.predict(Batch(np.zeros((1, self.num_features), dtype=np.float32)))
+
     # -- AWS's fixed encodings (see outputs.py) -----------------------------------------------------
 
     def encode(self, predictions: Predictions, accept: MediaType) -> tuple[bytes, str] | None:

@@ -243,3 +243,175 @@ def test_lines_of_only_spaces_are_blank_in_every_reader(tmp_path, engine):
     np.testing.assert_array_equal(read_csv_file(path, label_size=1).features, x[:, 1:])
     small = parse_csv(b"1,2\n   \n3,4\n", label_size=1)
     np.testing.assert_array_equal(small.features, [[2], [4]])
+
+
+# -- wide lines: fields counted per line in bytes, then read as one column (linear in the bytes) ----
+
+def _wide(fields: int) -> tuple[np.ndarray, bytes]:
+    v = np.random.default_rng(3).random(fields).astype(np.float32)
+    return v, (",".join(map(repr, v.tolist())) + "\n").encode()
+
+
+def test_a_wide_line_is_read_in_linear_time_by_every_engine(engine):
+    """300,000 fields on one line (Arrow and pandas pay per column: 20 s and more before)."""
+    import time
+
+    v, line = _wide(300_000)
+    started = time.perf_counter()
+    b = parse_csv(line)
+    seconds = time.perf_counter() - started
+    np.testing.assert_array_equal(b.features, v[None, :])
+    assert seconds < 4, seconds
+    two = parse_csv(b"\n," + line.split(b",", 1)[1] + b"\r\n" + line, label_size=1)  # an empty field: NaN
+    np.testing.assert_array_equal(two.features, np.tile(v[1:], (2, 1)))
+    np.testing.assert_array_equal(two.labels, [np.nan, v[0]])
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (b"1,2\n", "line 3 has 2 columns, but line 1 has 300000"),
+    (b"1," * 299_999 + b"x\n", "line 3, column 300000: 'x' is not a number"),
+    (b"1," * 299_999 + b"1_0\n", "line 3, column 300000: '1_0' is not a number"),
+], ids=["narrow", "text", "underscore"])
+def test_a_wide_body_fault_is_named_quickly(engine, bad, fragment):
+    import time
+
+    _, line = _wide(300_000)
+    started = time.perf_counter()
+    with pytest.raises(ClientError, match=re.escape(fragment)):
+        parse_csv(line + b"\n" + bad, source="wide.csv")
+    assert time.perf_counter() - started < 6
+
+
+def test_a_wide_file_is_streamed_not_read_by_pandas(tmp_path):
+    from smalgos.formats.csv import read_csv_file
+
+    v, line = _wide(5000)
+    path = tmp_path / "wide.csv"
+    path.write_bytes(line * 3)
+    assert read_csv_file(path, label_size=1) is None
+    b = next(DEC.iter_batches(io.BytesIO(line * 3), parse_media_type("text/csv"), default_label_size=1,
+                              chunk_size=1000))
+    np.testing.assert_array_equal(b.features, np.tile(v[1:], (3, 1)))
+    with pytest.raises(ClientError, match="line 3 has 2 columns, but the lines before have 5000"):
+        list(DEC.iter_batches(io.BytesIO(line * 2 + b"1,2\n"), parse_media_type("text/csv"),
+                              chunk_size=1000))
+
+
+# -- SIGTERM during an Arrow read: Arrow cancels it, which is a stop, not a failure --------------------
+
+def test_arrow_cancelled_read_raises_training_stopped(require_arrow, monkeypatch):
+    from smalgos.errors import TrainingStopped
+    from smalgos.formats._arrow import float_table, numbers_per_line
+
+    pa, pacsv = require_arrow
+
+    def cancelled(*args, **kwargs):
+        raise pa.ArrowCancelled("Operation cancelled", signum=15)
+
+    monkeypatch.setattr(pacsv, "read_csv", cancelled)
+    with pytest.raises(TrainingStopped):
+        float_table(b"1,2\n", 2)
+    with pytest.raises(TrainingStopped):
+        numbers_per_line(b"1\n2\n")
+    _, body = _large()
+    with pytest.raises(TrainingStopped):
+        parse_csv(body)
+
+
+def test_a_real_sigterm_during_arrow_reads_is_training_stopped(require_arrow):
+    """A subprocess with a SIGTERM handler (as the training runner has) parses a large body in a loop;
+    one SIGTERM at a time is sent until one lands inside Arrow's reader (most do), which must end the
+    read as TrainingStopped once the handler has run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", """
+import signal, sys, threading
+from smalgos.errors import TrainingStopped
+from smalgos.formats.csv import parse_csv
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: stop.set())
+body = b"\\n".join([b"0.125,1.5,2.75,3.0,4.5,5.25,6.0,7.125"] * 1_000_000) + b"\\n"
+print("ready", flush=True)
+for _ in range(200):
+    try:
+        parse_csv(body)
+    except TrainingStopped:
+        print("stopped", stop.is_set(), flush=True)
+        sys.exit(0)
+    if stop.is_set():  # the signal came between two reads: ask for another
+        stop.clear()
+        print("missed", flush=True)
+sys.exit(3)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = [child.stdout.readline().strip()]
+        deadline = time.monotonic() + 12
+        while seen[-1] in ("ready", "missed") and time.monotonic() < deadline:
+            time.sleep(0.02 * (len(seen) % 5))
+            os.kill(child.pid, signal.SIGTERM)
+            seen.append(child.stdout.readline().strip())
+        assert seen[-1] == "stopped True", seen  # the handler ran, then the read stopped
+        assert child.wait(5) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
+# -- a UTF-8 byte order mark at the start is skipped, true/false refused: in every reader -----------
+
+def test_byte_order_mark_at_the_start_is_skipped_by_every_reader(engine, tmp_path):
+    from smalgos.formats.csv import BOM, read_csv_file
+
+    x, body = _large()
+    np.testing.assert_array_equal(parse_csv(BOM + b"1,2\n3,4\n", label_size=1).features, [[2], [4]])  # numpy
+    np.testing.assert_array_equal(parse_csv(BOM + body, label_size=1).features, x[:, 1:])  # Arrow / pandas
+    np.testing.assert_array_equal(parse_csv(BOM + b"\n1,2\n", label_size=1).features, [[2]])
+    streamed = list(DEC.iter_batches(io.BytesIO(BOM + body), parse_media_type("text/csv"), default_label_size=1,
+                                     batch_size=10 ** 6, chunk_size=1000))
+    np.testing.assert_array_equal(streamed[0].features, x[:, 1:])
+    path = tmp_path / "excel.csv"
+    path.write_bytes(BOM + body)
+    np.testing.assert_array_equal(read_csv_file(path, label_size=1).features, x[:, 1:])
+
+
+def test_byte_order_mark_elsewhere_is_refused_by_every_reader(engine):
+    from smalgos.formats.csv import BOM
+
+    _, body = _large()
+    lines = body.split(b"\n")
+    lines[100] = BOM + lines[100]
+    for text in (b"1,2\n" + BOM + b"3,4\n", b"\n".join(lines)):
+        with pytest.raises(ClientError, match=r"column 1: '\\ufeff"):
+            parse_csv(text)
+    # at the start of a later block of a stream (Arrow and pandas skip a mark at a buffer's start)
+    text = b"1,2\n" * 20000 + BOM + b"3,4\n"
+    with pytest.raises(ClientError, match=r"line 20001, column 1: '\\ufeff3' is not a number"):
+        list(DEC.iter_batches(io.BytesIO(text), parse_media_type("text/csv"), chunk_size=len(text) - 8))
+
+
+@pytest.mark.parametrize("word", [b"true", b"false", b"True", b"FALSE"])
+def test_true_false_cells_are_refused_by_every_reader(engine, tmp_path, word):
+    from smalgos.formats.csv import read_csv_file
+
+    other = b"true" if word.lower() == b"false" else b"false"
+    small = b"1," + word + b"\n0," + other + b"\n"
+    _, body = _large()
+    lines = body.split(b"\n")[:-1]
+    column = [b"%s,%s,%s" % (ln.split(b",")[0], word if i % 2 else other, b",".join(ln.split(b",")[2:]))
+              for i, ln in enumerate(lines)]
+    large = b"\n".join(column) + b"\n"
+    first = other.decode()
+    with pytest.raises(ClientError, match=re.escape(f"line 1, column 2: '{word.decode()}' is not a number")):
+        parse_csv(small)
+    with pytest.raises(ClientError, match=re.escape(f"big.csv: line 1, column 2: '{first}' is not a number")):
+        parse_csv(large, source="big.csv")
+    with pytest.raises(ClientError, match=re.escape(f"line 1, column 2: '{first}' is not a number")):
+        list(DEC.iter_batches(io.BytesIO(large), parse_media_type("text/csv"), chunk_size=5000))
+    path = tmp_path / "bools.csv"
+    path.write_bytes(large)
+    assert read_csv_file(path, label_size=1) is None  # the streaming path then names the cell (above)

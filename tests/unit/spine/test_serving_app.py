@@ -41,7 +41,7 @@ def test_csv_in_json_out_by_default(model):
 
 def test_accept_list_first_supported_wins(model):
     r = client(model).post("/invocations", data=b"0,1\n", headers={
-        "Content-Type": "text/csv", "Accept": "text/html, application/jsonlines;q=0.9, application/json"})
+        "Content-Type": "text/csv", "Accept": "text/html, application/jsonlines, application/json"})
     assert r.mimetype == "application/jsonlines"
     assert r.data == b'{"predicted_label":0.0,"distance":1.0}\n' or \
         [json.loads(l) for l in r.data.decode().splitlines()] == [{"predicted_label": 0.0, "distance": 1.0}]
@@ -233,3 +233,94 @@ def test_utf8_charset_or_encoding_parameter_is_accepted(model, content_type):
 def test_other_charsets_are_415_naming_the_parameter(model, content_type, fragment):
     r = client(model).post("/invocations", data=b"0,1\n", content_type=content_type)
     assert r.status_code == 415 and fragment in r.get_json()["message"], r.data
+
+
+# --- Accept q-values, Content-Encoding ---
+
+import gzip
+import zlib
+
+
+@pytest.mark.parametrize("accept, mimetype", [
+    ("application/json;q=0, application/jsonlines", "application/jsonlines"),
+    ("application/json;q=0.5, application/jsonlines;q=0.9", "application/jsonlines"),
+    ("application/json;q=0, */*", "application/jsonlines"),
+])
+def test_accept_q_values_are_honoured(model, accept, mimetype):
+    c = client(model)
+    r = c.post("/invocations", data=b"0,1\n", headers={"Content-Type": "text/csv", "Accept": accept})
+    assert r.status_code == 200 and r.mimetype == mimetype, r.data
+    r = c.post("/invocations", data=b"0,1\n", headers={"Content-Type": "text/csv",
+                                                       "Accept": "application/json;q=0, application/jsonlines;q=0"})
+    assert r.status_code == 406 and r.get_json()["error"] == "UnsupportedAccept"
+
+
+def _deflate_raw(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize("encoding, encode", [
+    ("gzip", gzip.compress), ("x-gzip", gzip.compress), ("GZIP", gzip.compress),
+    ("deflate", zlib.compress), ("deflate", _deflate_raw), ("identity", lambda b: b),
+    ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+    ("gzip", lambda b: gzip.compress(b[:4]) + gzip.compress(b[4:])),  # two gzip members
+])
+def test_content_encoding_gzip_and_deflate_are_decoded(model, encoding, encode):
+    body = b"0,1\n4,3\n"
+    r = client(model).post("/invocations", data=encode(body),
+                           headers={"Content-Type": "text/csv", "Content-Encoding": encoding})
+    assert r.status_code == 200, r.data
+    assert [p["predicted_label"] for p in r.get_json()["predictions"]] == [0.0, 1.0]
+
+
+def test_chunked_gzip_body_is_decoded(model):
+    r = _chunked(client(model), gzip.compress(b"0,1\n" * 1000), **{"Content-Encoding": "gzip"})
+    assert r.status_code == 200 and len(r.get_json()["predictions"]) == 1000
+
+
+def test_gzip_bomb_is_413_reading_at_most_cap_plus_one_decoded_bytes(model, monkeypatch):
+    cap = 1 << 20
+    bomb = gzip.compress(b"0" * (64 * cap), compresslevel=9)  # 64 MiB decoded, ~64 KiB sent
+    assert len(bomb) < cap
+    produced = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self, *a, **kw):
+            self._d = real(*a, **kw)
+
+        def decompress(self, data, max_length=0):
+            assert max_length > 0  # always bounded
+            out = self._d.decompress(data, max_length)
+            produced.append(len(out))
+            return out
+
+        def __getattr__(self, name):
+            return getattr(self._d, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Counting)
+    c = client(model, SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
+    r = c.post("/invocations", data=bomb, headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and r.get_json()["error"] == "PayloadTooLarge", r.data
+    assert sum(produced) == cap + 1
+    produced.clear()
+    r = c.post("/invocations", data=gzip.compress(b"0,1\n" * (cap // 4)),  # exactly the cap decoded
+               headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"})
+    assert r.status_code == 200 and len(r.get_json()["predictions"]) == cap // 4
+    assert sum(produced) == cap
+
+
+@pytest.mark.parametrize("encoding, body, status, fragment", [
+    ("br", b"0,1\n", 415, "'br'"),
+    ("gzip, zstd", b"0,1\n", 415, "'zstd'"),
+    ("compress", b"0,1\n", 415, "'compress'"),
+    ("gzip", b"0,1\n", 400, "not valid gzip"),
+    ("gzip", gzip.compress(b"".join(b"%d,%d\n" % (i, i * 7) for i in range(1000)))[:-30], 400, "truncated gzip"),
+    ("deflate", b"\xff\xfe garbage", 400, "not valid deflate"),
+])
+def test_bad_content_encodings(model, encoding, body, status, fragment):
+    c = client(model)
+    r = c.post("/invocations", data=body, headers={"Content-Type": "text/csv", "Content-Encoding": encoding})
+    assert r.status_code == status and fragment in r.get_json()["message"], r.data
+    assert c.post("/invocations", data=b"0,1\n", content_type="text/csv").status_code == 200
