@@ -27,6 +27,16 @@ def paced_scheduler_step(batches_per_epoch: int) -> int:
     return max(1, round(batches_per_epoch / AUTO_SCHEDULER_DECAYS_PER_EPOCH))
 
 
+def state_copies(optimizer: str, momentum: float) -> int:
+    """How many tensors the size of W (and of b) `Optimizer.state` holds for a rule: adam 2 (mW,
+    vW), rmsprop 1 (nW), sgd 1 with momentum (mW), else 0. Used to size a job before allocating."""
+    if optimizer == "adam":
+        return 2
+    if optimizer == "rmsprop":
+        return 1
+    return 1 if float(momentum) > 0 else 0
+
+
 class Optimizer:
     """The optimiser state of all models: moment tensors (`state`), update count, schedule.
 

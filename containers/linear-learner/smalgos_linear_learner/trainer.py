@@ -30,7 +30,7 @@ from smalgos.maths.inputs import check_features, check_labels
 from . import losses as L
 from .checkpoints import restore_checkpoint, save_checkpoint
 from .inputs import LINEAR_LEARNER, TRAINING_DATA, _blocks, _read_first
-from .optimizers import AUTO_SCHEDULER_STEP, Optimizer, paced_scheduler_step
+from .optimizers import AUTO_SCHEDULER_STEP, Optimizer, paced_scheduler_step, state_copies
 from .selection import BestModels, Criterion, EpochScores, score_epoch
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ MAX_AUTO_MODELS = 32
 CALIBRATION_SAMPLE_CAP = 10_000  # training-sample rows kept for selection without validation
 ABSENT_CLASS_WEIGHT = 1e6
 SMALL_BATCH_WORK = 1 << 22  # mini_batch_size x feature_dim x outputs below which one CPU thread is used
+# Sizing a job before allocating (`memory_estimate`): an update's temporaries the size of W (the
+# forward pass's scaled weights, the gradient and its scaled and decayed copies, the optimiser's
+# denominator and step, the l1 step), counted from `_train_batch` and `Optimizer.update` and checked
+# against the peak resident memory of a CPU run; and the scaler's per-feature vectors (float64 mean,
+# mean square, deviation and a temporary; float32 copies for the device).
+BATCH_WORK_COPIES = 6
+SCALER_BYTES_PER_FEATURE = {"cpu": 40, "device": 8}
 
 # Grids searched for `auto` values; the first entry is model 0's.
 AUTO_LEARNING_RATES = {
@@ -127,6 +134,7 @@ class _Trainer:
         if self.d is None:
             self.d = X.shape[1]
         X = check_features(X, self.d, TRAINING_DATA, widen_sparse=True)
+        self._check_memory()
         y = check_labels(y, TRAINING_DATA, predictor=self.predictor, num_classes=self.num_classes,
                          needed_by=LINEAR_LEARNER)
         self.sample = (X, y)
@@ -181,7 +189,31 @@ class _Trainer:
             w = np.where(counts > 0, len(y) / (self.k * np.maximum(counts, 1)), ABSENT_CLASS_WEIGHT)
             self.class_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
 
-    def _build_models(self) -> None:
+    def _check_memory(self) -> None:
+        """Refuse, before any of it is allocated, a model state larger than the memory available."""
+        hp = self.hp
+        m = self._model_count(self._grid())
+        parts = memory_estimate(self.d, m, self.k, hp["optimizer"], hp["momentum"], self.device)
+        need = sum(parts.values())
+        available = available_memory(self.device)
+        log.info("Model state: about %s for feature_dim=%d x num_models=%d x %d output(s) (%s); %s available",
+                 _gb(need), self.d, m, self.k, ", ".join(f"{k} {_gb(v)}" for k, v in parts.items()),
+                 "unknown" if available is None else _gb(available))
+        if available is None or need <= available:
+            return
+        one = sum(memory_estimate(self.d, 1, self.k, hp["optimizer"], hp["momentum"], self.device).values())
+        where = "GPU memory" if self.device.type == "cuda" else "memory"
+        smaller = (f"lower num_models (num_models=1 needs about {_gb(one)}"
+                   + ("" if one <= available else ", still more than available") + ")")
+        raise InputError(
+            f"Linear Learner needs about {_gb(need)} for its model state but only {_gb(available)} of {where} is "
+            f"available: feature_dim={self.d} x num_models={m} x {self.k} output(s) in float32 = "
+            f"{_gb(parts['weights'])} per copy, held as {', '.join(f'{k} {_gb(v)}' for k, v in parts.items())}. To fit: {smaller}; use an "
+            f"instance with more {where}; or reduce feature_dim (fewer or hashed features)"
+            + ("; or use optimizer=sgd with momentum=0, which keeps no optimiser state"
+               if state_copies(hp["optimizer"], hp["momentum"]) else ""))
+
+    def _grid(self) -> list[dict]:
         hp = self.hp
         axes: list[tuple[str, tuple]] = []
         lr = hp["learning_rate"]
@@ -194,9 +226,16 @@ class _Trainer:
         axes.append(("positive_example_weight_mult", AUTO_POSITIVE_WEIGHT if pw == AUTO else (pw,)))
         combos = sorted(itertools.product(*[range(len(vals)) for _, vals in axes]),
                         key=lambda idx: (sum(idx), idx))
-        grid = [{name: vals[i] for (name, vals), i in zip(axes, idx)} for idx in combos]
-        nm = hp["num_models"]
-        m = min(MAX_AUTO_MODELS, len(grid)) if nm == AUTO else int(nm)
+        return [{name: vals[i] for (name, vals), i in zip(axes, idx)} for idx in combos]
+
+    def _model_count(self, grid: list[dict]) -> int:
+        nm = self.hp["num_models"]
+        return min(MAX_AUTO_MODELS, len(grid)) if nm == AUTO else int(nm)
+
+    def _build_models(self) -> None:
+        hp = self.hp
+        grid = self._grid()
+        m = self._model_count(grid)
         settings = []
         for i in range(m):
             s = dict(grid[i % len(grid)])
@@ -408,6 +447,42 @@ def _cpu_threads_for(work: int, device: torch.device):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def memory_estimate(d: int, m: int, k: int, optimizer: str, momentum: float, device: torch.device) -> dict[str, int]:
+    """Bytes the training state of `m` models over `d` features with `k` outputs each needs, by
+    part: the weights (d, m*k) float32 and bias, the optimiser's state, the best copies, one
+    update's temporaries, the scaler."""
+    copy = 4 * (d * m * k + m * k)
+    parts = {"weights": copy}
+    n_state = state_copies(optimizer, momentum)
+    if n_state:
+        parts[f"{optimizer} state"] = n_state * copy
+    parts["best copies"] = copy
+    parts["per-batch work"] = BATCH_WORK_COPIES * copy
+    parts["scaler"] = SCALER_BYTES_PER_FEATURE["cpu" if device.type == "cpu" else "device"] * d
+    return parts
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on `device`: CUDA's free memory, else Linux's MemAvailable
+    (None where neither can be read: no check)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type != "cpu":
+            return None
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n < 1e10 else f"{n / 1e9:.1f} GB"
 
 
 def _torch_csr(X: sp.csr_matrix, device: torch.device) -> torch.Tensor:

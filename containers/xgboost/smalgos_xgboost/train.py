@@ -64,7 +64,34 @@ def read_channel(channel, csv_weights: bool) -> Batch | None:
             features = features[:, 1:]
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)
+    _check_no_inf(channel, features)
     return Batch(features, labels, weights)
+
+
+def _check_no_inf(channel, features) -> None:
+    """Refuse ±inf feature values (NaN is XGBoost's missing value), naming the channel, the first
+    record and column, and the file when the channel is one file (the decoded batches do not say
+    which file each record came from)."""
+    values = features.data if sp.issparse(features) else features
+    bad = np.isinf(values)
+    if not bad.any():
+        return
+    count = int(bad.sum())
+    if sp.issparse(features):
+        first = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(features.indptr, first, side="right")) - 1
+        col = int(features.indices[first])
+    else:
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+    where = f"Channel {channel.name!r}"
+    try:
+        files = [] if channel.is_pipe else channel.files()
+    except Exception:  # noqa: BLE001 - only for the message
+        files = []
+    if len(files) == 1:
+        where += f": {files[0]}"
+    raise ClientError(f"{where}: {count} feature value(s) are infinite, the first in record {row + 1}, feature "
+                      f"column {col + 1}; XGBoost takes finite numbers, with empty fields or NaN for missing values")
 
 
 def check_objective_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:
@@ -239,12 +266,15 @@ def fit(plan: TrainingPlan, dtrain, dvalidation=None, *, checkpoint_dir: Path | 
         if start >= plan.num_round:
             log.info("The checkpoint already holds %d round(s): nothing left to train", start)
         started = time.time()
+        done = start  # rounds the booster holds (a resumed checkpoint's included)
         for i in range(start, plan.num_round):
             if should_stop():
-                log.warning("Stopping after %d round(s): SIGTERM received", i)
+                log.warning("Stopping after %d of %d round(s) (%d in this run): SIGTERM received", done,
+                            plan.num_round, done - start)
                 break
             booster.update(dtrain, iteration=i)
             results = parse_eval(booster.eval_set(evals, iteration=i, feval=feval, output_margin=False))
+            done = i + 1
             printer(format_eval(i, results))
             if writer is not None:
                 writer.save(i, booster_to_bytes(booster))
@@ -254,7 +284,7 @@ def fit(plan: TrainingPlan, dtrain, dvalidation=None, *, checkpoint_dir: Path | 
                 log.info("Early stopping at round %d: best validation-%s %.5f at round %d", i, stopper.metric,
                          stopper.best_score, stopper.best_iteration)
                 break
-        log.info("Boosted %d round(s) in %.1f s", max(0, plan.num_round - start), time.time() - started)
+        log.info("Boosted %d round(s) in %.1f s", done - start, time.time() - started)
     except xgb.core.XGBoostError as exc:
         raise translate_xgboost_error(exc) from None
 

@@ -233,3 +233,26 @@ def test_stop_request_still_saves_a_model(tmp_path, cancer):
     job.stop_event.set()  # as after SIGTERM
     train(job)
     assert (lj.paths.model_dir / "model.safetensors").exists()
+
+
+def test_a_model_state_larger_than_memory_is_refused_up_front(tmp_path, monkeypatch):
+    """A wide sparse recordIO job with num_models=auto is sized before any weight is allocated."""
+    from smalgos_linear_learner import trainer
+
+    monkeypatch.setattr(trainer, "available_memory", lambda device: 200_000_000)  # 0.2 GB
+    rng = np.random.default_rng(0)
+    d = 1_000_000
+    X = sp.random(40, d, density=1e-5, format="csr", dtype=np.float32, random_state=0)
+    y = (rng.random(40) > 0.5).astype(np.float32)
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier", "feature_dim": str(d), "num_models": "auto"},
+                     {"train": PROTOBUF})
+    job.add_file("train", "a.pbr", protobuf_bytes(X, y, sparse=True))
+    assert run(job) == 1
+    first = job.failure.splitlines()[0]
+    assert first.startswith("ClientError: Linear Learner needs about "), first
+    # 32 models x 1e6 features x 4 bytes: 0.128 GB a copy; adam 2 copies, best 1, batch work 6
+    assert "0.20 GB of memory is available" in first and "num_models=32" in first
+    assert "weights 0.13 GB" in first and "adam state 0.26 GB" in first and "best copies 0.13 GB" in first
+    assert "num_models=1 needs about 0.08 GB" in first and "more memory" in first and "feature_dim" in first
+    assert not any(job.paths.model_dir.iterdir())

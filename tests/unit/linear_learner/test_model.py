@@ -322,3 +322,24 @@ def test_checkpoints_resume_where_training_stopped(tmp_path, diabetes):
     np.testing.assert_allclose(resumed.coef_, full.coef_, rtol=1e-6)
     other = LinearLearner("regressor", **{**kw, "wd": 0.5}).fit_stream(source, checkpoint_dir=tmp_path / "b")
     assert len(other.history_) == 4  # another configuration ignores the checkpoint
+
+
+def test_memory_estimate_follows_the_optimizer_and_refuses_before_allocating(monkeypatch):
+    import torch
+
+    from smalgos_linear_learner import trainer
+
+    cpu = torch.device("cpu")
+    copy = 4 * (1000 * 8 * 3 + 8 * 3)
+    adam = trainer.memory_estimate(1000, 8, 3, "adam", 0.0, cpu)
+    assert adam["weights"] == copy and adam["adam state"] == 2 * copy and adam["best copies"] == copy
+    assert trainer.memory_estimate(1000, 8, 3, "rmsprop", 0.0, cpu)["rmsprop state"] == copy
+    assert trainer.memory_estimate(1000, 8, 3, "sgd", 0.9, cpu)["sgd state"] == copy
+    assert "sgd state" not in trainer.memory_estimate(1000, 8, 3, "sgd", 0.0, cpu)
+    assert trainer.available_memory(cpu) is None or trainer.available_memory(cpu) > 0
+
+    monkeypatch.setattr(trainer, "available_memory", lambda device: 1000)
+    X = np.random.default_rng(0).normal(size=(50, 20)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32)
+    with pytest.raises(InputError, match=r"needs about .* only 0.00 GB of memory is available.*num_models=1"):
+        LinearLearner("binary_classifier", epochs=1, optimizer="sgd", momentum=0.0).fit(X, y)

@@ -325,3 +325,95 @@ def test_csv_files_of_different_widths_are_named(job):
     first = job.failure.splitlines()[0]
     assert first.startswith("ClientError: Channel 'train':") and "part-1.csv has 4 feature column(s)" in first
     assert "part-0.csv" in first and "has 6" in first
+
+
+def test_sigterm_during_an_arrow_csv_read_exits_143_not_1(job, monkeypatch):
+    """Arrow's reader listens for SIGTERM while it runs: it hands the signal to the runner's handler
+    and gives up with ArrowCancelled, which must end as a stop (143, "Stopped"), not a failure (1)."""
+    import gzip
+    import os
+    import signal
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    X, y = make_data("reg:squarederror", n=4000)
+    job.setup({"num_round": 2}, {"train": {"ContentType": "text/csv"}},
+              {("train", "part-0.csv.gz"): gzip.compress(to_csv(X, y))})  # gzip: streamed, Arrow per block
+
+    def sigterm_mid_read(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # what Arrow does: the signal goes on to Python's handler
+        raise pa.ArrowCancelled("Operation cancelled. Detail: received signal 15", signum=signal.SIGTERM)
+
+    monkeypatch.setattr(pacsv, "read_csv", sigterm_mid_read)
+    from smalgos.training.runner import run_training
+    from smalgos_xgboost.declaration import ALGORITHM
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        rc = run_training(ALGORITHM, job.paths, install_signal_handler=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert rc == 143, job.failure
+    assert job.failure.startswith("Stopped:")
+
+
+def test_csv_byte_order_mark_is_skipped_and_true_false_refused(job):
+    """Excel's UTF-8 mark at the start of a file is skipped (whole-file and streamed reads alike);
+    true/false cells, which pandas alone would read as 1/0, are refused naming file, line and column."""
+    import gzip
+
+    X, y = make_data("reg:squarederror", n=3000)
+    body = to_csv(X, y)
+    job.setup({"num_round": ROUNDS, **COMMON}, {"train": {"ContentType": "text/csv"}},
+              {("train", "a.csv"): b"\xef\xbb\xbf" + body,
+               ("train", "b.csv.gz"): gzip.compress(b"\xef\xbb\xbf" + body)})
+    assert job.run() == 0, job.failure
+    assert_same_predictions(job.booster(), peer({}, np.vstack([X, X]), np.concatenate([y, y])), X)
+
+    lines = body.split(b"\n")[:-1]
+    flags = b"\n".join(b"%s,%s,%s" % (ln.split(b",")[0], b"true" if i % 2 else b"false",
+                                        b",".join(ln.split(b",")[2:])) for i, ln in enumerate(lines)) + b"\n"
+    for name, data in (("c.csv", flags), ("c.csv.gz", gzip.compress(flags))):
+        job.setup({"num_round": 2}, {"train": {"ContentType": "text/csv"}}, {("train", name): data})
+        for other in job.paths.channel_dir("train").iterdir():
+            if other.name != name:
+                other.unlink()
+        assert job.run() == 1
+        assert job.failure.startswith("ClientError:"), job.failure
+        assert f"{name}: line 1, column 2: 'false' is not a number" in job.failure, job.failure
+
+
+# -- Rounds actually done on SIGTERM; infinite feature values refused by channel ---------------------
+
+
+def test_sigterm_log_states_the_rounds_actually_done(caplog):
+    from smalgos_xgboost import train as train_module
+    from smalgos_xgboost.declaration import ALGORITHM
+    from smalgos_xgboost.params import training_plan
+
+    X, y = make_data("reg:squarederror")
+    plan = training_plan(ALGORITHM.hyperparameters.parse({"num_round": "10"}))
+    seen = []
+    caplog.set_level("INFO", logger="smalgos")
+    booster = train_module.fit(plan, xgb.DMatrix(X, label=y), should_stop=lambda: len(seen) >= 3,
+                               printer=seen.append)
+    assert booster.num_boosted_rounds() == 3
+    assert "Stopping after 3 of 10 round(s) (3 in this run): SIGTERM received" in caplog.text, caplog.text
+    assert "Boosted 3 round(s)" in caplog.text and "Boosted 10 round(s)" not in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "libsvm"])
+def test_infinite_feature_values_are_refused_naming_channel_record_and_column(job, fmt):
+    X, y = make_data("reg:squarederror", n=50)
+    X = np.nan_to_num(X, nan=1.0)
+    X[2, 1] = np.inf
+    X[7, 3] = -np.inf
+    write = to_csv if fmt == "csv" else to_libsvm
+    job.setup({"num_round": 2}, {"train": {"ContentType": "text/csv" if fmt == "csv" else "text/libsvm"}},
+              {("train", f"part-0.{fmt}"): write(X, y)})
+    assert job.run() == 1
+    first = job.failure.splitlines()[0]
+    assert first.startswith("ClientError: Channel 'train': "), first
+    assert f"part-0.{fmt}: 2 feature value(s) are infinite, the first in record 3, feature column 2" in first, first
+    assert "Traceback" not in job.failure
