@@ -1,5 +1,4 @@
 """The real `serve` program (gunicorn, workers forked, model loaded per worker), without a container."""
-import json
 import os
 import signal
 import socket
