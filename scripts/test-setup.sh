@@ -45,8 +45,16 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1 || \
   PYTHON="$PWD/build/test-venv/bin/python"
   say "using a virtual environment: $PYTHON"
 fi
-if ! "$PYTHON" -c 'import smalgos, torch, safetensors, faiss, xgboost, pyarrow, sklearn, sagemaker, moto, pytest, requests' \
-     >/dev/null 2>&1; then
+# Everything imports, and `smalgos` (and each algorithm) from this checkout, not another one.
+if ! "$PYTHON" - >/dev/null 2>&1 <<'PY'
+import os, sys
+import smalgos, smalgos_kmeans, smalgos_linear_learner, smalgos_xgboost  # noqa: F401
+import torch, safetensors, faiss, xgboost, pyarrow, sklearn, sagemaker, moto, pytest, requests  # noqa: F401
+here = os.path.realpath(os.getcwd())
+sys.exit(0 if all(os.path.realpath(m.__file__).startswith(here + os.sep)
+                  for m in (smalgos, smalgos_kmeans, smalgos_linear_learner, smalgos_xgboost)) else 1)
+PY
+then
   say "installing the project and its test dependencies (pip install -e '.[all,test]')"
   "$PYTHON" -m pip install -q -e '.[all,test]' 2> >(grep -v 'is ignored: it is neither a file' >&2) >&2
 fi
