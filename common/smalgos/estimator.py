@@ -37,6 +37,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Protocol
 
+import numpy as np
+
 from .declaration import Hyperparameter, Hyperparameters
 from .errors import ClientError, InputError
 from .maths.inputs import check_fitted, check_labels, checked_features, minibatches
@@ -214,6 +216,19 @@ class StreamingEstimator(DeclaredEstimator, ABC):
                 self.partial_fit(*part) if self.uses_labels else self.partial_fit(part)
             self.end_epoch()
         return self.finalize()
+
+    def model_arrays(self) -> dict[str, Any]:
+        """The fitted model's arrays by name: checked finite after fitting (the driver, before it
+        saves) and after loading (serving, before it serves)."""
+        return {}
+
+    def check_finite_model(self, where: str) -> None:
+        """InputError naming the arrays of the model that hold NaN or ±inf."""
+        bad = [name for name, values in self.model_arrays().items()
+               if not np.isfinite(np.asarray(values, dtype=np.float64)).all()]
+        if bad:
+            raise InputError(f"{where}: the model's {', '.join(bad)} hold NaN or infinite values (the data hold "
+                             "values too large for float32, or the fit diverged); no such model is saved or served")
 
     def training_metrics(self) -> dict[str, float]:
         """Metrics of the `train` channel printed after `finalize` (declared names)."""

@@ -53,7 +53,7 @@ def load_estimator(model_dir: Path | str, files: Iterable[str], load: Callable[[
     for name in files:
         require_file(model_dir, name)
     try:
-        return load(model_dir)
+        estimator = load(model_dir)
     except (*errors, SafetensorError, json.JSONDecodeError) as exc:
         message = (f"missing field or tensor {exc}" if type(exc) is KeyError
                    else str(exc) or type(exc).__name__)
@@ -66,3 +66,7 @@ def load_estimator(model_dir: Path | str, files: Iterable[str], load: Callable[[
                 suspects = list(files)
             message = f"{' / '.join(suspects)}: {message}" if suspects else message
         raise ClientError(f"Cannot load the {what} model in {model_dir}: {message}") from None
+    check = getattr(estimator, "check_finite_model", None)
+    if check is not None:
+        check(f"Cannot load the {what} model in {model_dir}")
+    return estimator

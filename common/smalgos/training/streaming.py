@@ -11,7 +11,7 @@ For a job it builds the estimator from the job's hyperparameters
    batch checked against `feature_dim` (and its labels, for a supervised core) and fed to
    `partial_fit`; after each pass `end_epoch`, the progress and throughput lines, and a stop
    when SageMaker asked (SIGTERM);
-2. `finalize`, the `train` channel's metrics (`training_metrics()`), `save` to the model dir (on
+2. `finalize` (a model that is not finite is a ClientError, never saved), the `train` channel's metrics (`training_metrics()`), `save` to the model dir (on
    the master host only: the first of resourceconfig.json's hosts);
 3. the optional `test` channel through `test_scorer()`: its quality lines, then AWS's
    `#test_score` summaries (or AWS's "Test data is not provided." line);
@@ -133,6 +133,7 @@ class StreamingJob:
                 break
         with self.clock.phase("finalize"):
             est.finalize()
+        est.check_finite_model("Channel 'train'")
         for name, value in est.training_metrics().items():
             job.metrics.quality("train", name, value)
         if job.resources.is_master:

@@ -246,6 +246,9 @@ class WebScaleKMeans(StreamingEstimator):
     def training_metrics(self) -> dict[str, float]:
         return {"msd": self.train_msd_}
 
+    def model_arrays(self) -> dict:
+        return {"centroids": self.cluster_centers_}
+
     def test_scorer(self) -> "_DistanceScorer":
         return _DistanceScorer(self)
 

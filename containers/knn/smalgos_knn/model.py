@@ -306,6 +306,9 @@ class KNearestNeighbors(StreamingEstimator):
                 ivf.nprobe = nprobe
         return dist.astype(np.float32, copy=False), idx
 
+    def model_arrays(self) -> dict:
+        return {"labels": self.labels_}
+
     def test_scorer(self) -> "_PredictionScorer":
         return _PredictionScorer(self)
 

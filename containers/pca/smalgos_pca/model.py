@@ -240,6 +240,9 @@ class StreamingPCA(StreamingEstimator):
         z = centred @ self.components_.astype(np.float64)
         return float(((centred - z @ self.components_.T.astype(np.float64)) ** 2).sum())
 
+    def model_arrays(self) -> dict:
+        return {"singular values s": self.singular_values_, "components v": self.components_, "mean": self.mean_}
+
     def test_scorer(self) -> "_ReconstructionScorer":
         return _ReconstructionScorer(self)
 

@@ -22,8 +22,8 @@ import pytest
 import scipy.sparse as sp
 
 from smalgos.declaration import Integer, load_algorithm, package_of, resolve
-from smalgos.errors import ClientError, NotFittedError
-from smalgos.estimator import DeclaredEstimator, attribute_name
+from smalgos.errors import ClientError, InputError, NotFittedError
+from smalgos.estimator import DeclaredEstimator, StreamingEstimator, attribute_name
 from smalgos.formats.batch import Batch
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -171,3 +171,20 @@ def test_an_unfitted_core_says_so(name, cls, tmp_path):
 def test_an_unknown_parameter_is_refused_by_name(name, cls):
     with pytest.raises(TypeError, match="has no parameter 'no_such_parameter'"):
         cls(no_such_parameter=1)
+
+
+STREAMING = [(name, cls) for name, cls in CORES if issubclass(cls, StreamingEstimator)]
+
+
+@pytest.mark.parametrize("name, cls", STREAMING, ids=[cls.__name__ for _, cls in STREAMING])
+def test_a_model_that_is_not_finite_is_never_served(name, cls, tmp_path):
+    x, y = _data(np.float32, False)
+    est = _fit(_make(name, cls), x, y)
+    est.check_finite_model("fitted")  # a sound fit passes
+    array_name, values = next(iter(est.model_arrays().items()))
+    values.flat[0] = np.nan  # the fitted array itself
+    with pytest.raises(InputError, match=f"fitted: the model's {array_name} hold NaN or infinite values"):
+        est.check_finite_model("fitted")
+    est.save(tmp_path)
+    with pytest.raises(ClientError, match=f"Cannot load the .* model in {tmp_path}: the model's {array_name} hold NaN"):
+        resolve(load_algorithm(name).model_loader)(tmp_path)
