@@ -118,6 +118,15 @@ elif ! grep -q 'runtime *= *"runc"' "$CONF" || ! grep -q default_ulimits "$CONF"
   fi
 fi
 
+# A machine whose podman ran with the CNI backend before keeps CNI's bridges; cni-podman0 holds the
+# 10.88.0.0/16 route that netavark's podman0 needs, and published ports then lead nowhere.
+if command -v ip >/dev/null 2>&1 && \
+   [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = netavark ]; then
+  for link in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^cni-podman[0-9]+$' || true); do
+    ip link delete "$link" && say "removed the stale CNI bridge $link (podman uses netavark now)"
+  done
+fi
+
 # 3. Docker API socket ------------------------------------------------------------------------
 if ! engine_answers "unix://$SOCK"; then
   mkdir -p "$(dirname "$SOCK")"
