@@ -86,20 +86,10 @@ def parse_media_type(header: str, *, aliases: Mapping[str, str] | None = None) -
 
 
 def parse_accept(header: str | None, *, aliases: Mapping[str, str] | None = None) -> list[MediaType]:
-    """Parse an Accept header into its entries, order kept; q-values are tolerated and dropped.
-
-    A missing or blank header gives ``[]``; callers treat that like ``*/*``.
-    """
-    if header is None or not header.strip():
-        return []
-    out = []
-    for entry in _split_list(header):
-        if not entry.strip():
-            continue
-        mt = parse_media_type(entry, aliases=aliases)
-        params = {k: v for k, v in mt.params.items() if k != "q"}
-        out.append(MediaType(mt.type, params))
-    return out
+    """The media ranges of an Accept header, order kept, without their q-values
+    (`parse_accept_weighted` keeps them). A missing or blank header gives ``[]``; callers treat
+    that like ``*/*``."""
+    return [media for media, _ in parse_accept_weighted(header, aliases=aliases)]
 
 
 _QVALUE_RE = re.compile(r"^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$")
