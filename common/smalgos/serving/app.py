@@ -21,6 +21,7 @@ import uuid
 from typing import Protocol
 
 from flask import Flask, Response, g, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..declaration import Algorithm
@@ -78,7 +79,11 @@ def read_body(limit: int) -> bytes:
     stream = request.stream
     buf = bytearray()
     while len(buf) <= limit:
-        chunk = stream.read(min(1 << 20, limit + 1 - len(buf)))
+        try:
+            chunk = stream.read(min(1 << 20, limit + 1 - len(buf)))
+        except (ParseException, OSError, ValueError) as exc:  # bad chunk framing, a body cut short
+            raise ClientError(f"Request body could not be read: malformed chunked framing or a body that"
+                              f" ended early ({type(exc).__name__}: {exc})") from None
         if not chunk:
             break
         buf += chunk

@@ -186,3 +186,22 @@ def test_a_model_whose_warm_up_fails_is_not_served(tmp_path):
     assert (f"The model in {job.paths.model_dir} failed its warm-up prediction (one record of zeros):"
             " RuntimeError: cannot predict: weights are all NaN") in out, out
     assert "Worker failed to boot" in out, out
+
+
+def test_malformed_chunk_framing_is_a_400_with_a_json_body(tmp_path):
+    job = train_centroid(tmp_path)
+    proc, port = start_serve(job)
+    try:
+        wait_for_ping(proc, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n4,5\n\r\n0\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), data[:300]
+        assert b"application/json" in head and b"malformed chunked framing" in body, data[:300]
+        assert invoke(port)  # and the server keeps serving
+    finally:
+        stop(proc)
