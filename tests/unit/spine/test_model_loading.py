@@ -83,16 +83,6 @@ PCA_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(PCA_CASES))
-def test_pca_load_failures_are_client_errors_naming_dir_and_file(tmp_path, pca_dir, case):
-    name, spoil = PCA_CASES[case]
-    d = _copy(pca_dir, tmp_path / "model")
-    spoil(d / name)
-    with pytest.raises(ClientError) as e:
-        _load_pca(d)
-    assert str(d) in e.value.message and name in e.value.message, e.value.message
-
-
 LL_CASES = {
     "truncated safetensors": ("model.safetensors", _truncate),
     "garbage safetensors": ("model.safetensors", lambda p: p.write_bytes(b"\x00" * 3)),
@@ -106,13 +96,19 @@ LL_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(LL_CASES))
-def test_linear_learner_load_failures_are_client_errors_naming_dir_and_file(tmp_path, ll_dir, case):
-    name, spoil = LL_CASES[case]
-    d = _copy(ll_dir, tmp_path / "model")
+LOAD_CASES = [("pca", case) for case in sorted(PCA_CASES)] + [("linear-learner", case) for case in sorted(LL_CASES)]
+
+
+@pytest.mark.parametrize("algorithm, case", LOAD_CASES)
+def test_load_failures_are_client_errors_naming_dir_and_file(request, tmp_path, algorithm, case):
+    """PCA (through load_estimator) and Linear Learner (its own load), each model file spoilt."""
+    cases, model_dir, load = {"pca": (PCA_CASES, "pca_dir", _load_pca),
+                              "linear-learner": (LL_CASES, "ll_dir", _load_ll)}[algorithm]
+    name, spoil = cases[case]
+    d = _copy(request.getfixturevalue(model_dir), tmp_path / "model")
     spoil(d / name)
     with pytest.raises(ClientError) as e:
-        _load_ll(d)
+        load(d)
     assert str(d) in e.value.message and name in e.value.message, e.value.message
 
 
