@@ -37,6 +37,7 @@ import http.client
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -253,20 +254,13 @@ def bench_serving(args, work: Path) -> dict:
             proc = start(cmd, {**base_env, "SAGEMAKER_BIND_TO_PORT": str(port)}, port, "/ping")
             servers[label] = (port, proc, {"Content-Type": "text/csv", "Accept": "application/json"}, False)
         try:
-            import mlflow.xgboost
-            from mlflow.pyfunc import scoring_server
-
-            mlflow_dir = work / "mlflow-model"
-            if not mlflow_dir.exists():
-                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                    mlflow.xgboost.save_model(booster, str(mlflow_dir))
             port = free_port()
-            cmd, env = scoring_server.get_cmd(str(mlflow_dir), port=port, host="127.0.0.1", nworkers=args.workers)
+            cmd, env = mlflow_server(args, model_dir, work / "mlflow-model", port)
             # The thread budget ours sets itself (cores // workers), given to MLflow's workers too:
             # without it two MLflow workers oversubscribe the cores with OpenMP threads.
             env = {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.workers))}
             servers["mlflow"] = (port, start(cmd, env, port, "/ping"), {"Content-Type": "text/csv"}, True)
-        except ImportError as exc:
+        except (ImportError, subprocess.CalledProcessError) as exc:
             print(f"  MLflow not available ({exc}): ours only", flush=True)
 
         out = {}
@@ -295,6 +289,36 @@ def bench_serving(args, work: Path) -> dict:
     finally:
         for _, proc, _, _ in servers.values():
             stop(proc)
+
+
+# Run by `--mlflow-python`: the model saved for MLflow, then its server's command and environment.
+MLFLOW_SIDE = """
+import contextlib, json, os, sys
+import mlflow.xgboost, xgboost
+from mlflow.pyfunc import scoring_server
+booster_file, mlflow_dir, port, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if not os.path.exists(mlflow_dir):
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(open(booster_file, "rb").read()))
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        mlflow.xgboost.save_model(booster, mlflow_dir)
+cmd, env = scoring_server.get_cmd(mlflow_dir, port=port, host="127.0.0.1", nworkers=workers)
+print(json.dumps([cmd, env]))
+"""
+
+
+def mlflow_server(args, model_dir: Path, mlflow_dir: Path, port: int) -> tuple:
+    """MLflow's scoring-server command and environment, the model saved for it first: in this
+    interpreter, or with `--mlflow-python` in another (MLflow in a virtualenv of its own, whose
+    pins, e.g. an older gunicorn, then never change what ours runs on)."""
+    python = args.mlflow_python or sys.executable
+    out = subprocess.run([str(python), "-c", MLFLOW_SIDE, str(model_dir / "xgboost-model"), str(mlflow_dir),
+                          str(port), str(args.workers)], check=True, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    cmd, env = json.loads(out.stdout.strip().splitlines()[-1])
+    if cmd.startswith("uvicorn "):  # its server runs with that interpreter's packages
+        cmd = f"{shlex.quote(str(python))} -m {cmd}"
+    return cmd, env
 
 
 def sequential(conns: dict, seconds: float) -> dict:
@@ -377,6 +401,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=1,
                     help="1: one client, back to back (latency-bound); more: that many concurrent clients")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--mlflow-python", type=Path, default=None,
+                    help="the Python that has MLflow (e.g. a virtualenv's bin/python); default: this one")
     args = ap.parse_args(argv)
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-xgb-"))

@@ -39,6 +39,10 @@ READ_BUFFER = 1 << 20
 STOP_POLL_SECONDS = 0.25  # how often a Pipe mode wait looks at the stop request
 GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # corrupt or truncated gzip data: the user's
 
+# A check on each decoded block's features: check(features, where, record=row -> place), which
+# raises to refuse them (`smalgos.maths.inputs.check_finite`).
+FeatureCheck = Callable[..., None]
+
 
 def data_files(root: Path) -> list[Path]:
     """Every regular file under `root`, recursively, sorted by path, skipping dot-files and dot-dirs."""
@@ -278,20 +282,48 @@ class ChannelInput:
 
     # -- decoded batches ------------------------------------------------------------------------
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        """One pass over the channel, in mini-batches of `batch_size` records."""
+    def batches(self, batch_size: int, check: FeatureCheck | None = None) -> Iterator[Batch]:
+        """One pass over the channel, in mini-batches of `batch_size` records.
+
+        `check` (e.g. `smalgos.maths.inputs.check_finite`) is called on the features of each block
+        as decoded, before blocks are regrouped, as ``check(features, "Channel 'train'",
+        record=...)``; `record(row)` names the row's place in its file or FIFO for the message
+        ("line 7 of /opt/ml/input/data/train/a.csv", "record 3 of /opt/ml/input/data/train_0")."""
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
 
         def decoded() -> Iterator[Batch]:
             for source, stream in self.streams():
-                yield from self._decode(source, stream, batch_size)
+                yield from self._decode(source, stream, batch_size, check)
 
         return rebatch(decoded(), batch_size)
 
-    def _decode(self, source: str, stream: BinaryIO, batch_size: int) -> Iterator[Batch]:
-        return self.decoder.iter_batches(stream, self.media, default_label_size=self.default_label_size,
-                                         batch_size=batch_size, source=source, **self.decoder_options)
+    def _decode(self, source: str, stream: BinaryIO, batch_size: int,
+                check: FeatureCheck | None = None) -> Iterator[Batch]:
+        batches = self.decoder.iter_batches(stream, self.media, default_label_size=self.default_label_size,
+                                            batch_size=batch_size, source=source, **self.decoder_options)
+        return batches if check is None else self._checked(source, batches, check)
+
+    def _checked(self, source: str, batches: Iterator[Batch], check: FeatureCheck) -> Iterator[Batch]:
+        first = 0  # the index in `source` of the batch's first record
+        for batch in batches:
+            self._check(batch, source, first, check)
+            first += len(batch)
+            yield batch
+
+    def _check(self, batch: Batch, source: str, first: int, check: FeatureCheck) -> None:
+        check(batch.features, f"Channel {self.name!r}", record=lambda row: self._place(source, first + row))
+
+    def _place(self, source: str, index: int) -> str:
+        """Where record `index` (0-based) of `source` is: its line in a File-mode file of a line-based
+        format (the decoder's `line_of_record`, which counts the blank lines it skips), else its number."""
+        line_of = getattr(self.decoder, "line_of_record", None)
+        if line_of is not None and not self.is_pipe and Path(source).is_file():  # a wrapped object is not
+            with open(source, "rb", buffering=0) as raw:
+                line = line_of(_open_maybe_gzip(raw, f"Channel {self.name!r}: {source}"), index)
+            if line is not None:
+                return f"line {line} of {source}"
+        return f"record {index + 1} of {source}"
 
     def _whole_file(self, path: Path) -> Batch | None:
         """A plain file read in one call of a decoder's `read_file` (CSV: pandas over the path), when
@@ -304,18 +336,20 @@ class ChannelInput:
                 return None
         return read_file(path, self.media, default_label_size=self.default_label_size, **self.decoder_options)
 
-    def read_all(self, batch_size: int = 100_000) -> Batch | None:
-        """Every record of one pass, in memory. None if the channel is empty.
+    def read_all(self, batch_size: int = 100_000, check: FeatureCheck | None = None) -> Batch | None:
+        """Every record of one pass, in memory. None if the channel is empty. `check`: as `batches`'.
 
         In File mode a decoder with a whole-file reader reads each plain file at once; a file it
         declines (not a clean table) is streamed, which names the fault."""
         if self.is_pipe:
-            parts = list(self.batches(batch_size))
+            parts = list(self.batches(batch_size, check))
         else:
             parts = []
             for path in self.files():
                 whole = self._whole_file(path)
-                pieces = [whole] if whole is not None else list(self._decode_file(path, batch_size))
+                if whole is not None and check is not None:
+                    self._check(whole, str(path), 0, check)
+                pieces = [whole] if whole is not None else list(self._decode_file(path, batch_size, check))
                 if pieces:
                     whole = Batch.concat(pieces)
                     _check_same_width(self.name, parts, whole, path)
@@ -323,6 +357,6 @@ class ChannelInput:
             parts = [b for _, b in parts]
         return Batch.concat(parts) if parts else None
 
-    def _decode_file(self, path: Path, batch_size: int) -> Iterator[Batch]:
+    def _decode_file(self, path: Path, batch_size: int, check: FeatureCheck | None = None) -> Iterator[Batch]:
         for source, stream in self._file_streams(path):
-            yield from (b for b in self._decode(source, stream, batch_size) if len(b))
+            yield from (b for b in self._decode(source, stream, batch_size, check) if len(b))

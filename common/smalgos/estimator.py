@@ -65,6 +65,7 @@ class DeclaredEstimator:
       extra_parameters  parameters that are not hyperparameters, with their defaults (every core
                         also takes `random_state` and `device`)
       uses_labels       a supervised core: fit(X, y), and the training driver checks the labels
+      test_uses_labels  the test scorer gets the `test` channel's labels (None: as uses_labels)
       fitted_attribute  set by fit() and load(): its absence means "not fitted"
     """
 
@@ -74,6 +75,9 @@ class DeclaredEstimator:
     notebook_defaults: ClassVar[Mapping[str, Any]] = {}
     extra_parameters: ClassVar[Mapping[str, Any]] = {}
     uses_labels: ClassVar[bool] = False
+    # The `test` channel's labels reach the test scorer: as `uses_labels` when None (Random Cut
+    # Forest learns from unlabelled records and is tested on labelled ones).
+    test_uses_labels: ClassVar[bool | None] = None
     fitted_attribute: ClassVar[str] = "n_features_in_"
 
     def __init_subclass__(cls, **kwargs):
@@ -232,6 +236,11 @@ class StreamingEstimator(DeclaredEstimator, ABC):
 
     def training_metrics(self) -> dict[str, float]:
         """Metrics of the `train` channel printed after `finalize` (declared names)."""
+        return {}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Metrics of the pass that `end_epoch` just closed, printed by the driver as per-epoch
+        `train` lines (declared with ``per_epoch=True``); {} prints none."""
         return {}
 
     def test_scorer(self) -> TestScorer | None:

@@ -256,6 +256,16 @@ def _line_table(data: bytes):
     return u, starts, ends
 
 
+_BLANK_BYTES = np.frombuffer(b" \t\r\n", np.uint8)
+
+
+def _non_blank_lines(data: bytes) -> np.ndarray:
+    """For each line of `data`, whether it holds more than spaces, tabs and a line end (a record)."""
+    u, starts, ends = _line_table(data)
+    text = np.concatenate(([0], np.cumsum(~np.isin(u, _BLANK_BYTES))))
+    return text[ends] > text[starts]
+
+
 def _diagnose(data: bytes, source: str, first_line: int, expected: int | None, why: str) -> ClientError:
     u, starts, ends = _line_table(data)
     cols = _columns_per_line(u, starts, ends)
@@ -343,6 +353,21 @@ class CSVDecoder:
             line += block.count(b"\n")
             yield from rows.full_batches()
         yield from rows.rest()
+
+    def line_of_record(self, stream: BinaryIO, index: int, chunk_size: int = DEFAULT_CHUNK) -> int | None:
+        """The 1-based line of record `index` (0-based) of a CSV stream, blank lines counted as
+        `iter_batches`' messages count them; None when the stream holds fewer records."""
+        line = 1
+        seen = 0
+        for block in iter_line_blocks(stream, chunk_size):
+            if line == 1:
+                block = _skip_bom(block)
+            live = np.flatnonzero(_non_blank_lines(block))
+            if seen + len(live) > index:
+                return line + int(live[index - seen])
+            seen += len(live)
+            line += block.count(b"\n")
+        return None
 
 
 class CSVEncoder:

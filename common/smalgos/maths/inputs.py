@@ -2,9 +2,10 @@
 per fault, so that a user sees the same words from a notebook, a job's failure file and a 400.
 
     check_features(x, feature_dim, where)   width against hyperparameter feature_dim; finite values
+    check_width(x, feature_dim, where)      the width alone
     checked_features(x, where)              float32 (dense 2-D or CSR) and finite
     conform_width(x, expected, where)       a fitted model's width; narrower sparse rows are padded
-    check_finite(x, where)                  no NaN or ±inf among the features
+    check_finite(x, where, record=...)      no NaN or ±inf among the features; names the first one's record
     check_labels(y, where, ...)             present, one per record, finite, in the predictor's range
     check_fitted(estimator, attribute)      fitted (or loaded) before use
 
@@ -13,7 +14,7 @@ and the layout every core works on (`as_float32`, `minibatches`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,26 +22,43 @@ import scipy.sparse as sp
 from ..errors import InputError, NotFittedError
 
 
-def check_finite(x, where: str) -> None:
-    """Refuse feature values that are NaN or ±inf."""
+def check_finite(x, where: str, *, allow_nan: bool = False, record: Callable[[int], str] | None = None) -> None:
+    """Refuse feature values that are NaN or ±inf (with `allow_nan`, ±inf only: NaN is a missing
+    value), naming how many and the first: its record (`record(row)` says where row `row` of `x`
+    is, e.g. "line 7 of <file>"; default "record <row + 1>") and its feature column."""
     values = x.data if sp.issparse(x) else np.asarray(x)
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).sum())
-        raise InputError(f"{where}: {bad} feature value(s) are NaN or infinite; every feature must be a finite number")
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
+    if not bad.any():
+        return
+    if sp.issparse(x):
+        first = int(np.argmax(bad))
+        row, col = int(np.searchsorted(x.indptr, first, side="right")) - 1, int(x.indices[first])
+    else:
+        row, col = divmod(int(np.argmax(bad)), bad.shape[1]) if bad.ndim == 2 else (int(np.argmax(bad)), 0)
+    what, rule = (("infinite", "features must be finite numbers, or NaN for a missing value") if allow_nan else
+                  ("NaN or infinite", "every feature must be a finite number"))
+    place = record(row) if record is not None else f"record {row + 1}"
+    raise InputError(f"{where}: {int(bad.sum())} feature value(s) are {what}, the first in {place} (feature "
+                     f"column {col + 1}); {rule}")
 
 
 def check_features(x, feature_dim: int | None, where: str, widen_sparse: bool = False):
     """Refuse records whose width is not `feature_dim` (None: any width) or that hold NaN or ±inf;
     return them. With `widen_sparse`, narrower sparse rows are widened to `feature_dim` instead
     (Linear Learner reads sparse data whose last features may be absent)."""
-    width = x.shape[1]
-    if feature_dim is not None and width != feature_dim:
-        if widen_sparse and sp.issparse(x) and width < feature_dim:
-            x = _widen(x, feature_dim)
-        else:
-            raise InputError(f"{where}: records have {width} features but hyperparameter feature_dim is {feature_dim}")
+    x = check_width(x, feature_dim, where, widen_sparse)
     check_finite(x, where)
     return x
+
+
+def check_width(x, feature_dim: int | None, where: str, widen_sparse: bool = False):
+    """`check_features` without the finite check (a channel read with `check=check_finite` made it)."""
+    width = x.shape[1]
+    if feature_dim is None or width == feature_dim:
+        return x
+    if widen_sparse and sp.issparse(x) and width < feature_dim:
+        return _widen(x, feature_dim)
+    raise InputError(f"{where}: records have {width} features but hyperparameter feature_dim is {feature_dim}")
 
 
 def _widen(x, width: int) -> sp.csr_matrix:

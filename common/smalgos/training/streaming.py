@@ -9,11 +9,13 @@ For a job it builds the estimator from the job's hyperparameters
 
 1. passes over `train` (`estimator.passes()` of them) in mini-batches of `mini_batch_size`, each
    batch checked against `feature_dim` (and its labels, for a supervised core) and fed to
-   `partial_fit`; after each pass `end_epoch`, the progress and throughput lines, and a stop
+   `partial_fit`; after each pass `end_epoch`, its `epoch_metrics()` as per-epoch `train` lines,
+   the progress and throughput lines, and a stop
    when SageMaker asked (SIGTERM);
 2. `finalize` (a model that is not finite is a ClientError, never saved), the `train` channel's metrics (`training_metrics()`), `save` to the model dir (on
    the master host only: the first of resourceconfig.json's hosts);
-3. the optional `test` channel through `test_scorer()`: its quality lines, then AWS's
+3. the optional `test` channel through `test_scorer()` (with its labels when the core's
+   `test_uses_labels`, default `uses_labels`, says so): its quality lines, then AWS's
    `#test_score` summaries (or AWS's "Test data is not provided." line);
 4. the `#metrics` timing line. The driver times its phases (`initialize`: the first mini-batch;
    `update`: the others; `finalize`; `save`; `test`); `timings` names the sums AWS's image prints,
@@ -29,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..errors import ClientError, InputError
 from ..formats.batch import Batch
-from ..maths.inputs import check_features, check_labels
+from ..maths.inputs import check_finite, check_labels, check_width
 
 PHASES = ("initialize", "update", "finalize", "save", "test")
 
@@ -38,12 +40,13 @@ def stream(channel, batch_size: int, feature_dim: int, consume: Callable[[Batch]
            stop: Callable[[int], bool] | None = None) -> int:
     """Feed every mini-batch of `channel` to `consume`; return the number of records seen.
 
-    Each batch's features are checked against `feature_dim` first. After each batch,
+    Each batch's features are checked first: finite as the channel decodes them (the message names
+    the file or FIFO and the line or record), then against `feature_dim`. After each batch,
     `stop(records_seen_so_far)` may end the pass early. A channel without records is a ClientError.
     """
     seen = 0
-    for batch in channel.batches(batch_size):
-        check_features(batch.features, feature_dim, f"Channel '{channel.name}'")
+    for batch in channel.batches(batch_size, check=check_finite):
+        check_width(batch.features, feature_dim, f"Channel '{channel.name}'")
         consume(batch)
         seen += len(batch)
         if stop is not None and stop(seen):
@@ -126,6 +129,8 @@ class StreamingJob:
             pass_started = time.time()
             seen = stream(train, self.batch_size, self.feature_dim, self._fit, stop=lambda _: job.should_stop())
             est.end_epoch()
+            for name, value in est.epoch_metrics().items():
+                job.metrics.quality("train", name, value, epoch=epoch)
             job.metrics.progress(100.0 * (epoch + 1) / passes)
             job.metrics.throughput(seen / max(time.time() - pass_started, 1e-9))
             if job.should_stop():
@@ -155,7 +160,8 @@ class StreamingJob:
         scorer = self.estimator.test_scorer()
         if scorer is None:
             return
-        if self.estimator.uses_labels:
+        labelled = self.estimator.test_uses_labels
+        if labelled if labelled is not None else self.estimator.uses_labels:
             update = lambda batch: scorer.update(batch.features, self._labels(batch, "test"))  # noqa: E731
         else:
             update = lambda batch: scorer.update(batch.features, None)  # noqa: E731

@@ -82,6 +82,7 @@ from smalgos.declaration import AUTO
 from smalgos.errors import InputError
 from smalgos.estimator import DeclaredEstimator, read_metadata
 from smalgos.maths.inputs import check_labels, checked_features, conform_width
+from smalgos.maths.threads import cpu_threads_for
 
 from . import losses as L
 from .checkpoints import _jsonable
@@ -89,7 +90,7 @@ from .evaluation import BinaryMetrics, MulticlassMetrics, RegressionMetrics
 from .declaration import HYPERPARAMETERS
 from .inputs import _unpack
 from .selection import EVAL_BLOCK
-from .trainer import EpochReport, _cpu_threads_for, _pick_device, _Trainer
+from .trainer import EpochReport, _pick_device, _Trainer
 
 __all__ = ["EVAL_BLOCK", "EpochReport", "EpochSource", "InputError", "LinearLearner", "array_source"]
 
@@ -193,7 +194,7 @@ class LinearLearner(DeclaredEstimator):
         device = _pick_device(self.device)
         trainer = _Trainer(hp, device, self.random_state)
         trainer.prepare(train)
-        with _cpu_threads_for(trainer.batch_work, device):
+        with cpu_threads_for(trainer.batch_work, device):
             trainer.run(train, validation, callback=callback, should_stop=should_stop or (lambda: False),
                         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
         self._set_fitted(hp, trainer)
@@ -383,7 +384,9 @@ class LinearLearner(DeclaredEstimator):
 
     @classmethod
     def load(cls, directory: str | Path) -> "LinearLearner":
-        from safetensors import SafetensorError
+        """The model `save` wrote in `directory`. A fault is an InputError (a ValueError) whose
+        message starts with the file at fault; serving (`serve.load_model`, through
+        `smalgos.serving.estimator.load_estimator`) adds the directory to it."""
         from safetensors.numpy import load_file
 
         from smalgos.artifacts import inside_model_dir
@@ -394,63 +397,59 @@ class LinearLearner(DeclaredEstimator):
             raise InputError(f"No Linear Learner model in {directory}: expected {METADATA_FILE} and {WEIGHTS_FILE}")
         for path in (meta_path, weights_path):  # a symlink out of the model directory is not read
             inside_model_dir(directory, path)
-
-        def failure(name: str, problem: object) -> InputError:
-            return InputError(f"Cannot load the Linear Learner model in {directory}: {name}: {problem}")
-
         try:
-            meta = read_metadata(meta_path, FORMAT_NAME, FORMAT_VERSION)
-        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            message = str(exc)
-            raise (InputError(f"Cannot load the Linear Learner model in {directory}: {message}")
-                   if METADATA_FILE in message else failure(METADATA_FILE, message)) from None
-        try:
-            tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise failure(WEIGHTS_FILE, exc) from None
+            meta = read_metadata(meta_path, FORMAT_NAME, FORMAT_VERSION)  # its messages name model.json
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise InputError(str(exc)) from None
+        tensors = load_file(str(weights_path))  # a SafetensorError: load_estimator names the file
         missing = [t for t in ("weight", "bias", "scaler_mean", "scaler_std") if t not in tensors]
         if missing:
-            raise failure(WEIGHTS_FILE, f"tensor(s) {', '.join(missing)} missing (found: "
-                                        f"{', '.join(sorted(tensors)) or 'none'})")
+            raise InputError(f"{WEIGHTS_FILE}: tensor(s) {', '.join(missing)} missing (found: "
+                             f"{', '.join(sorted(tensors)) or 'none'})")
         try:
-            hp = meta.get("hyperparameters", {})
-            if not isinstance(hp, dict):
-                raise TypeError(f"hyperparameters is {type(hp).__name__}, not an object")
-            est = cls.from_hyperparameters({k: v for k, v in hp.items() if k != "predictor_type"},
-                                           predictor_type=meta["predictor_type"])
-            est.coef_ = tensors["weight"].astype(np.float32)
-            est.intercept_ = tensors["bias"].astype(np.float32)
-            est.scaler_mean_ = tensors["scaler_mean"].astype(np.float32)
-            est.scaler_std_ = tensors["scaler_std"].astype(np.float32)
-            est.threshold_ = float(meta["threshold"])
-            est.label_mean_ = float(meta["label_mean"])
-            est.label_std_ = float(meta["label_std"])
-            est.feature_dim_ = est.n_features_in_ = int(meta["feature_dim"])
-            est.loss_ = meta["loss"]
-            est.predictor_type_ = meta["predictor_type"]
-            est.num_classes_ = meta["num_classes"]
-            est.classes_ = None if meta["classes"] is None else np.asarray(meta["classes"], dtype=np.float32)
-            est.hyperparameters_ = hp
-            est.selected_model_ = meta.get("selected_model", {})
-            est.models_ = []
-            est.history_ = []
-            est.epochs_trained_ = int(meta.get("epochs_trained", 0))
-            est.f_beta_ = float(meta.get("f_beta", 1.0))
-            est.accuracy_top_k_ = int(meta.get("accuracy_top_k", 3))
-            est.loss_params_ = dict(meta.get("loss_params", {}))
+            est = cls._from_saved(meta, tensors)
         except InputError as exc:  # e.g. a hyperparameter from_hyperparameters refuses
-            raise failure(METADATA_FILE, exc.message) from None
+            raise InputError(f"{METADATA_FILE}: {exc.message}") from None
         except KeyError as exc:
-            raise failure(METADATA_FILE, f"field {exc} missing") from None
+            raise InputError(f"{METADATA_FILE}: field {exc} missing") from None
         except (TypeError, ValueError) as exc:
-            raise failure(METADATA_FILE, exc) from None
+            raise InputError(f"{METADATA_FILE}: {exc}") from None
         if est.coef_.shape[0] != est.feature_dim_:
             raise InputError(f"{weights_path}: weight has {est.coef_.shape[0]} rows but feature_dim is "
                              f"{est.feature_dim_}")
         bad = est._non_finite()
         if bad:
-            raise InputError(f"Cannot load the Linear Learner model in {directory}: {weights_path} / {meta_path} "
-                             f"hold non-finite values in {', '.join(bad)} (the training diverged)")
+            raise InputError(f"{weights_path} / {meta_path} hold non-finite values in {', '.join(bad)} (the training "
+                             "diverged)")
+        return est
+
+    @classmethod
+    def _from_saved(cls, meta: dict, tensors: dict) -> "LinearLearner":
+        hp = meta.get("hyperparameters", {})
+        if not isinstance(hp, dict):
+            raise TypeError(f"hyperparameters is {type(hp).__name__}, not an object")
+        est = cls.from_hyperparameters({k: v for k, v in hp.items() if k != "predictor_type"},
+                                       predictor_type=meta["predictor_type"])
+        est.coef_ = tensors["weight"].astype(np.float32)
+        est.intercept_ = tensors["bias"].astype(np.float32)
+        est.scaler_mean_ = tensors["scaler_mean"].astype(np.float32)
+        est.scaler_std_ = tensors["scaler_std"].astype(np.float32)
+        est.threshold_ = float(meta["threshold"])
+        est.label_mean_ = float(meta["label_mean"])
+        est.label_std_ = float(meta["label_std"])
+        est.feature_dim_ = est.n_features_in_ = int(meta["feature_dim"])
+        est.loss_ = meta["loss"]
+        est.predictor_type_ = meta["predictor_type"]
+        est.num_classes_ = meta["num_classes"]
+        est.classes_ = None if meta["classes"] is None else np.asarray(meta["classes"], dtype=np.float32)
+        est.hyperparameters_ = hp
+        est.selected_model_ = meta.get("selected_model", {})
+        est.models_ = []
+        est.history_ = []
+        est.epochs_trained_ = int(meta.get("epochs_trained", 0))
+        est.f_beta_ = float(meta.get("f_beta", 1.0))
+        est.accuracy_top_k_ = int(meta.get("accuracy_top_k", 3))
+        est.loss_params_ = dict(meta.get("loss_params", {}))
         return est
 
 

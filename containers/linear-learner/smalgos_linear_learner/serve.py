@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smalgos.serving.estimator import EstimatorModel
+from smalgos.serving.estimator import EstimatorModel, load_estimator
 
-from .model import LinearLearner
+from .model import METADATA_FILE, WEIGHTS_FILE, LinearLearner
 
 
 class LinearLearnerModel(EstimatorModel):
@@ -25,4 +25,5 @@ class LinearLearnerModel(EstimatorModel):
 
 
 def load_model(model_dir: Path | str) -> LinearLearnerModel:
-    return LinearLearnerModel(LinearLearner.load(model_dir))
+    return LinearLearnerModel(load_estimator(model_dir, (METADATA_FILE, WEIGHTS_FILE), LinearLearner.load,
+                                             "Linear Learner", errors=(ValueError, KeyError, TypeError, OSError)))

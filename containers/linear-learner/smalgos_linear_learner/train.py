@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 
+from smalgos.maths.inputs import check_finite
+
 from .model import EVAL_BLOCK, EpochReport, LinearLearner
 
 
@@ -39,8 +41,12 @@ def train(job) -> None:
     train_ch = job.channels["train"]
     val_ch = job.channels.get("validation")
     test_ch = job.channels.get("test")
-    train_source = lambda: train_ch.batches(mini_batch)  # noqa: E731
-    val_source = (lambda: val_ch.batches(max(mini_batch, EVAL_BLOCK))) if val_ch is not None else None
+    # Features are checked finite as each channel decodes them, so that a message names the file
+    # (or FIFO) and the line (or record); the estimator's own checks name no file.
+    train_source = lambda: train_ch.batches(mini_batch, check=check_finite)  # noqa: E731
+    val_source = None
+    if val_ch is not None:
+        val_source = lambda: val_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite)  # noqa: E731
 
     metrics = job.metrics
     host = metrics.host
@@ -78,11 +84,13 @@ def train(job) -> None:
     if job.should_stop():
         return
 
-    _report(estimator, "train", lambda: train_ch.batches(max(mini_batch, EVAL_BLOCK)), metrics, summary=False)
+    _report(estimator, "train", lambda: train_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite), metrics,
+            summary=False)
     if val_source is not None:
         _report(estimator, "validation", val_source, metrics, summary=True)
     if test_ch is not None:
-        _report(estimator, "test", lambda: test_ch.batches(max(mini_batch, EVAL_BLOCK)), metrics, summary=True)
+        _report(estimator, "test", lambda: test_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite), metrics,
+                summary=True)
     else:
         log.info("Test data is not provided.")
     metrics.metrics_json("training", {

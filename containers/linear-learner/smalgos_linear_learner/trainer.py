@@ -9,7 +9,6 @@ and checkpoints (`checkpoints.py`); then it selects the final model (step 5).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -41,13 +40,16 @@ log = logging.getLogger("smalgos.linear_learner")
 MAX_AUTO_MODELS = 32
 CALIBRATION_SAMPLE_CAP = 10_000  # training-sample rows kept for selection without validation
 ABSENT_CLASS_WEIGHT = 1e6
-SMALL_BATCH_WORK = 1 << 22  # mini_batch_size x feature_dim x outputs below which one CPU thread is used
 # Sizing a job before allocating (`memory_estimate`): an update's temporaries the size of W (the
-# forward pass's scaled weights, the gradient and its scaled and decayed copies, the optimiser's
-# denominator and step, the l1 step), counted from `_train_batch` and `Optimizer.update` and checked
-# against the peak resident memory of a CPU run; and the scaler's per-feature vectors (float64 mean,
-# mean square, deviation and a temporary; float32 copies for the device).
-BATCH_WORK_COPIES = 6
+# forward pass's scaled weights, the gradient and its scaled and decayed copies, the l1 step; adam
+# and rmsprop also build their denominator sqrt(v) + eps and the step before it is applied), counted
+# from `_train_batch` and `Optimizer.update`; and the scaler's per-feature vectors (float64 mean,
+# mean square, deviation and a temporary; float32 copies for the device). Calibrated on the peak
+# resident memory (VmHWM) of CPU runs, 2,000 sparse records, feature_dim=400,000, num_models=32
+# (51 MB a copy): growth over the process before fit 12.4 copies with adam (estimate 12.3), 11.4
+# with rmsprop (11.3), 8.4 with sgd (8.3). Below ~32 MB a copy, glibc's heap keeps freed
+# temporaries: up to ~150 MB more than estimated (feature_dim=200,000: 466 MB, estimate 315 MB).
+BATCH_WORK_COPIES = {"sgd": 6, "adam": 8, "rmsprop": 8}
 SCALER_BYTES_PER_FEATURE = {"cpu": 40, "device": 8}
 
 # Grids searched for `auto` values; the first entry is model 0's.
@@ -434,21 +436,6 @@ def _pick_device(device) -> torch.device:
     return pick_device(device)
 
 
-@contextlib.contextmanager
-def _cpu_threads_for(work: int, device: torch.device):
-    """One CPU thread for small mini-batches: thread hand-offs cost more than the maths there
-    (and collapse on a busy machine). Restores the previous setting afterwards."""
-    if device.type != "cpu" or work >= SMALL_BATCH_WORK or torch.get_num_threads() == 1:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def memory_estimate(d: int, m: int, k: int, optimizer: str, momentum: float, device: torch.device) -> dict[str, int]:
     """Bytes the training state of `m` models over `d` features with `k` outputs each needs, by
     part: the weights (d, m*k) float32 and bias, the optimiser's state, the best copies, one
@@ -459,7 +446,7 @@ def memory_estimate(d: int, m: int, k: int, optimizer: str, momentum: float, dev
     if n_state:
         parts[f"{optimizer} state"] = n_state * copy
     parts["best copies"] = copy
-    parts["per-batch work"] = BATCH_WORK_COPIES * copy
+    parts["per-batch work"] = BATCH_WORK_COPIES[optimizer] * copy
     parts["scaler"] = SCALER_BYTES_PER_FEATURE["cpu" if device.type == "cpu" else "device"] * d
     return parts
 

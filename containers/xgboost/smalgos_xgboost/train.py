@@ -9,6 +9,8 @@ is the one `xgboost.train` builds with the same parameters and data, bit for bit
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 import sys
@@ -42,7 +44,8 @@ def _read_all(channel) -> Batch | None:
     if channel.content_type == CSV and int_param(channel.media, "label_size", 1) != 1:
         raise ClientError(f"Channel {channel.name!r}: XGBoost reads the label from the first CSV column; "
                           f"label_size must be 1 or absent (got {channel.media})")
-    return channel.read_all(batch_size=1 << 20)
+    # ±inf refused per file, naming file, line or record and column; NaN is XGBoost's missing value
+    return channel.read_all(batch_size=1 << 20, check=functools.partial(inputs.check_finite, allow_nan=True))
 
 
 def read_channel(channel, csv_weights: bool) -> Batch | None:
@@ -64,34 +67,7 @@ def read_channel(channel, csv_weights: bool) -> Batch | None:
             features = features[:, 1:]
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)
-    _check_no_inf(channel, features)
     return Batch(features, labels, weights)
-
-
-def _check_no_inf(channel, features) -> None:
-    """Refuse ±inf feature values (NaN is XGBoost's missing value), naming the channel, the first
-    record and column, and the file when the channel is one file (the decoded batches do not say
-    which file each record came from)."""
-    values = features.data if sp.issparse(features) else features
-    bad = np.isinf(values)
-    if not bad.any():
-        return
-    count = int(bad.sum())
-    if sp.issparse(features):
-        first = int(np.flatnonzero(bad)[0])
-        row = int(np.searchsorted(features.indptr, first, side="right")) - 1
-        col = int(features.indices[first])
-    else:
-        row, col = (int(v) for v in np.argwhere(bad)[0])
-    where = f"Channel {channel.name!r}"
-    try:
-        files = [] if channel.is_pipe else channel.files()
-    except Exception:  # noqa: BLE001 - only for the message
-        files = []
-    if len(files) == 1:
-        where += f": {files[0]}"
-    raise ClientError(f"{where}: {count} feature value(s) are infinite, the first in record {row + 1}, feature "
-                      f"column {col + 1}; XGBoost takes finite numbers, with empty fields or NaN for missing values")
 
 
 def check_objective_labels(labels: np.ndarray, objective: str, num_class: int | None, channel: str) -> None:

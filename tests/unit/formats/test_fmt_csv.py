@@ -415,3 +415,14 @@ def test_true_false_cells_are_refused_by_every_reader(engine, tmp_path, word):
     path = tmp_path / "bools.csv"
     path.write_bytes(large)
     assert read_csv_file(path, label_size=1) is None  # the streaming path then names the cell (above)
+
+
+@pytest.mark.parametrize("chunk", [4, 1 << 20])
+def test_line_of_record_counts_blank_lines_as_the_decoder_does(chunk):
+    """A record's line, for messages found after decoding: blank and space-only lines, CRLF ends
+    and a leading BOM are counted as `iter_batches` counts them in its own messages."""
+    data = b"\xef\xbb\xbf1,2\n\n  \n3,4\r\n\r\n5,6"
+    decoder = CSVDecoder()
+    assert [decoder.line_of_record(io.BytesIO(data), i, chunk_size=chunk) for i in range(4)] == [1, 4, 6, None]
+    with pytest.raises(ClientError, match="line 6"):  # the decoder's own message names the same line
+        list(decoder.iter_batches(io.BytesIO(data.replace(b"5,6", b"5,x")), parse_media_type("text/csv")))

@@ -251,8 +251,51 @@ def test_a_model_state_larger_than_memory_is_refused_up_front(tmp_path, monkeypa
     assert run(job) == 1
     first = job.failure.splitlines()[0]
     assert first.startswith("ClientError: Linear Learner needs about "), first
-    # 32 models x 1e6 features x 4 bytes: 0.128 GB a copy; adam 2 copies, best 1, batch work 6
+    # 32 models x 1e6 features x 4 bytes: 0.128 GB a copy; adam 2 copies, best 1, batch work 8
     assert "0.20 GB of memory is available" in first and "num_models=32" in first
     assert "weights 0.13 GB" in first and "adam state 0.26 GB" in first and "best copies 0.13 GB" in first
-    assert "num_models=1 needs about 0.08 GB" in first and "more memory" in first and "feature_dim" in first
+    assert "weights 0.13 GB" in first and "per-batch work 1.02 GB" in first
+    assert "num_models=1 needs about 0.09 GB" in first and "more memory" in first and "feature_dim" in first
     assert not any(job.paths.model_dir.iterdir())
+
+
+def test_non_finite_features_name_the_file_and_line(tmp_path):
+    """CSV in File mode: the line (blank lines counted), in a gzip file too; the first file is clean."""
+    import gzip
+
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier", "mini_batch_size": 2}, {"train": CSV})
+    job.add_file("train", "part-0.csv", b"1,1,1\n0,1,2\n1,2,2\n")
+    bad = job.add_file("train", "part-1.csv.gz", gzip.compress(b"1,1,1\n\n0,1,2\n1,inf,2\n0,nan,1\n"))
+    assert run(job) == 1
+    assert job.failure.splitlines()[0] == (
+        f"ClientError: Channel 'train': 2 feature value(s) are NaN or infinite, the first in line 4 of {bad} "
+        "(feature column 1); every feature must be a finite number"), job.failure
+
+
+@pytest.mark.parametrize("channel", ["train", "validation"])
+def test_non_finite_protobuf_features_name_the_file_and_record(tmp_path, channel):
+    X = np.ones((6, 3), np.float32)
+    X[4, 2] = np.nan
+    clean = protobuf_bytes(np.ones((6, 3)), np.array([0, 1] * 3))
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier"}, {"train": PROTOBUF, "validation": PROTOBUF})
+    job.add_file("train", "a.pbr", clean)
+    job.add_file("validation", "v.pbr", clean)
+    bad = job.add_file(channel, "b.pbr", protobuf_bytes(X, np.array([0, 1] * 3)))
+    assert run(job) == 1
+    assert job.failure.splitlines()[0].startswith(
+        f"ClientError: Channel '{channel}': 1 feature value(s) are NaN or infinite, the first in record 5 of {bad} "
+        "(feature column 3)"), job.failure
+
+
+def test_non_finite_features_in_pipe_mode_name_the_fifo_and_record(tmp_path):
+    job = LocalJob(tmp_path)
+    job.write_config({"predictor_type": "binary_classifier"}, {"train": {**CSV, "TrainingInputMode": "Pipe"}})
+    with PipeFeeder(job.paths, "train", b"1,1,1\n0,1,2\n1,2,-inf\n", epochs=1):
+        assert run(job) == 1
+    fifo = job.paths.channel_fifo("train", 0)
+    assert fifo.name == "train_0"
+    assert job.failure.splitlines()[0].startswith(
+        f"ClientError: Channel 'train': 1 feature value(s) are NaN or infinite, the first in record 3 of {fifo} "
+        "(feature column 2)"), job.failure

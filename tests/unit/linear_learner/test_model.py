@@ -336,6 +336,11 @@ def test_memory_estimate_follows_the_optimizer_and_refuses_before_allocating(mon
     assert trainer.memory_estimate(1000, 8, 3, "rmsprop", 0.0, cpu)["rmsprop state"] == copy
     assert trainer.memory_estimate(1000, 8, 3, "sgd", 0.9, cpu)["sgd state"] == copy
     assert "sgd state" not in trainer.memory_estimate(1000, 8, 3, "sgd", 0.0, cpu)
+    # an update's temporaries, as measured (trainer.BATCH_WORK_COPIES): adam's and rmsprop's
+    # sqrt(v) + eps denominator and step come on top of sgd's
+    assert adam["per-batch work"] == 8 * copy
+    assert trainer.memory_estimate(1000, 8, 3, "rmsprop", 0.0, cpu)["per-batch work"] == 8 * copy
+    assert trainer.memory_estimate(1000, 8, 3, "sgd", 0.9, cpu)["per-batch work"] == 6 * copy
     assert trainer.available_memory(cpu) is None or trainer.available_memory(cpu) > 0
 
     monkeypatch.setattr(trainer, "available_memory", lambda device: 1000)

@@ -415,5 +415,8 @@ def test_infinite_feature_values_are_refused_naming_channel_record_and_column(jo
     assert job.run() == 1
     first = job.failure.splitlines()[0]
     assert first.startswith("ClientError: Channel 'train': "), first
-    assert f"part-0.{fmt}: 2 feature value(s) are infinite, the first in record 3, feature column 2" in first, first
+    place = "line" if fmt == "csv" else "record"  # libsvm is read as records
+    assert (f"2 feature value(s) are infinite, the first in {place} 3 of " in first
+            and f"part-0.{fmt} (feature column 2); features must be finite numbers, or NaN for a missing value"
+            in first), first
     assert "Traceback" not in job.failure
