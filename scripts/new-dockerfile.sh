@@ -23,8 +23,17 @@ else
   [ -d "$ROOT/docker/stacks/$STACK" ] || { echo "no docker/stacks/$STACK" >&2; exit 1; }
   parent="smalgos/stack-$STACK:cpu"; layer=" → $STACK stack (shared)"; stack_arg=" $STACK"
 fi
+# The multi-model endpoint label, where the declaration opts in (Serving(multi_model=True)).
+multi_model="$(PYTHONPATH="$ROOT/common:$ROOT/containers/$ALGO${PYTHONPATH:+:$PYTHONPATH}" python3 -c \
+  "from smalgos.declaration import load_algorithm; print(load_algorithm('$ALGO').serving.multi_model)")"
+if [ "$multi_model" = True ]; then
+  mme_label='# SageMaker may host it on a multi-model endpoint (the declaration'"'"'s Serving(multi_model=True)).\
+LABEL com.amazonaws.sagemaker.capabilities.multi-models=true'
+else
+  mme_label="# Not for multi-model endpoints (the declaration's Serving(multi_model=False))."
+fi
 sed -e "s|@ALGO@|$ALGO|g" -e "s|@PACKAGE@|$PACKAGE|g" -e "s|@STACK@|$STACK|g" \
     -e "s|@PARENT@|$parent|g" -e "s|@VERSION@|$VERSION|g" -e "s|@STACK_LAYER@|$layer|g" \
-    -e "s|@STACK_ARG@|$stack_arg|g" \
+    -e "s|@STACK_ARG@|$stack_arg|g" -e "s|@MULTI_MODEL_LABEL@|$mme_label|" \
     "$ROOT/docker/algorithm.Dockerfile.in" > "$( [ "$out" = - ] && echo /dev/stdout || echo "$out")"
 [ "$out" = - ] || echo "wrote $out (stack: $STACK, version: $VERSION)" >&2

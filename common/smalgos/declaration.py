@@ -426,10 +426,14 @@ class Serving:
     default_accept: str = "application/json"
     json_root_key: str = "predictions"
     empty_body_status: int = 400  # AWS's XGBoost answers an empty body with 204 No Content
+    # AWS's image serves multi-model endpoints (SAGEMAKER_MULTI_MODEL=true: the /models API of
+    # serving/multi_model.py); the image then carries the label
+    # com.amazonaws.sagemaker.capabilities.multi-models=true (scripts/new-dockerfile.sh writes it).
+    multi_model: bool = False
 
     def describe(self) -> dict:
         return {"content_types": list(self.content_types), "accepts": list(self.accepts),
-                "default_accept": self.default_accept}
+                "default_accept": self.default_accept, "multi_model": self.multi_model}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,6 +472,10 @@ class Algorithm:
     # The Algorithm dimension of the `#metrics` timing lines (AWS's images: "AWS/KNN", "PCA", ...);
     # empty means `name`.
     display_name: str = ""
+    # Framework (script) mode: a job whose hyperparameters carry `sagemaker_program` runs the
+    # user's script (smalgos.scriptmode), and a model given SAGEMAKER_PROGRAM serves through the
+    # user's model_fn / input_fn / predict_fn / output_fn. False: such a job is refused.
+    script_mode: bool = False
 
     def __post_init__(self):
         package = package_of(self.name)

@@ -173,6 +173,15 @@ class ServingEnv:
     ensemble: bool  # SAGEMAKER_INFERENCE_ENSEMBLE (XGBoost: predict with every model file), true
     server_threads: int = DEFAULT_SERVER_THREADS  # SAGEMAKER_MODEL_SERVER_THREADS, 8: request threads per worker
     preset_threads: tuple[tuple[str, str], ...] = ()  # THREAD_VARS already set (kept as they are)
+    # Multi-model endpoints (serving/multi_model.py):
+    multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: serve the /models API instead of /opt/ml/model
+    # SMALGOS_MME_MIN_AVAILABLE_MB, 256: the memory (the lower of /proc/meminfo's MemAvailable and
+    # the cgroup's limit less its usage) a model load must leave; least recently used models are
+    # evicted from a worker to keep it, and a model that still does not fit is refused (507).
+    mme_min_available_mb: int = 256
+    # SMALGOS_MME_REGISTRY_DIR: where the workers share which models are loaded; default a fresh
+    # folder under the temp dir named after the gunicorn master process.
+    mme_registry_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
@@ -192,6 +201,9 @@ class ServingEnv:
             ensemble=(env.get("SAGEMAKER_INFERENCE_ENSEMBLE") or "true").strip().lower() != "false",
             server_threads=max(1, _int_env(env, "SAGEMAKER_MODEL_SERVER_THREADS", DEFAULT_SERVER_THREADS)),
             preset_threads=tuple((var, env[var]) for var in THREAD_VARS if var in env),
+            multi_model=_bool_env(env, "SAGEMAKER_MULTI_MODEL"),
+            mme_min_available_mb=max(0, _int_env(env, "SMALGOS_MME_MIN_AVAILABLE_MB", 256)),
+            mme_registry_dir=env.get("SMALGOS_MME_REGISTRY_DIR") or None,
         )
 
     @property
@@ -217,3 +229,20 @@ def algorithm_name(environ: Mapping[str, str] | None = None) -> str:
     if not name:
         raise RuntimeError(f"{ALGORITHM_ENV} is not set: the image must say which algorithm it runs")
     return name
+
+
+@dataclass(frozen=True)
+class ScriptModeEnv:
+    """Script (framework) mode: the user's code, as the SDK's `Model` names it for serving, and the
+    environment the user's training process inherits (the runner adds the `SM_*` variables)."""
+
+    program: str | None  # SAGEMAKER_PROGRAM: the serving entry point (inference.py)
+    submit_directory: str | None  # SAGEMAKER_SUBMIT_DIRECTORY: where it is (/opt/ml/model/code, file://...)
+    inherited: Mapping[str, str]  # the whole environment, passed on to the user's process
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ScriptModeEnv":
+        env = os.environ if environ is None else environ
+        return cls(program=env.get("SAGEMAKER_PROGRAM") or None,
+                   submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
+                   inherited=dict(env))

@@ -545,6 +545,11 @@ class RecordIOProtobufDecoder:
     def decode(self, data: bytes, media: MediaType, *, default_label_size: int = 0,
                source: str = "request body") -> Batch:
         check_params(media, self.allowed_params)
+        if data and data[:4] != recordio.MAGIC_BYTES:
+            # One Record without its RecordIO framing, as batch transform sends each record under
+            # SplitType=RecordIO + SingleRecord (padding stripped). A Record's first byte is a field
+            # tag followed by its own length and tag, so it never starts with the magic number.
+            data = recordio.frame(data)
         return decode(data, source=source)
 
     def iter_batches(self, stream: BinaryIO, media: MediaType, *, default_label_size: int = 0,

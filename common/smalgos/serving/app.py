@@ -1,9 +1,12 @@
-"""The inference HTTP app: `/ping`, `/invocations`, `/execution-parameters`.
+"""The inference HTTP app: `/ping`, `/invocations`, `/execution-parameters` (a multi-model
+endpoint's /models API is multi_model.py's, on the same `base_app` and `Invoker`).
 
 One request goes: size cap → Content-Type → Accept (negotiated before any work) → decode into a
-`Batch` → `model.predict` → encode. Every error is an exception of `smalgos.errors`; one handler
-maps it to its status (400 malformed, 413 too large, 415 content type, 406 Accept, 500 ours)
-with a JSON body naming what was wrong, and the server keeps serving.
+`Batch` (by the model's own `decode` where it has one) → `model.predict` → encode. Every error
+is an exception of `smalgos.errors`; one handler maps it to its status (400 malformed, 413 too
+large, 415 content type, 406 Accept, 500 ours; a `ClientError` subclass may carry another, as
+multi_model.py's 404/409/507) with a JSON body naming what was wrong, and the server keeps
+serving.
 
 Every response carries an ``X-Request-Id`` (uuid4 hex). A 4xx is logged as one line (method,
 path, status, message); a 500 answers only ``Internal error; request id <id>`` and logs the
@@ -26,9 +29,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..declaration import Algorithm
 from ..environment import ServingEnv
-from ..errors import ClientError, PayloadTooLarge, SMAlgoError, UnsupportedContentType
+from ..errors import ClientError, PayloadTooLarge, SMAlgoError, UnsupportedAccept, UnsupportedContentType
 from ..formats.batch import Batch
-from ..formats.media import MediaType, parse_media_type
+from ..formats.media import MediaType, parse_accept_weighted, parse_media_type
 from ..formats.predictions import Predictions
 from ..formats.registry import get_decoder, get_encoder, negotiate_media_type
 
@@ -37,6 +40,18 @@ log = logging.getLogger("smalgos")
 
 class Model(Protocol):
     """What an algorithm's `model_loader(model_dir)` returns.
+
+    It may also define `decode(body: bytes, media: MediaType) -> object | None` for requests the
+    algorithm reads itself (XGBoost's serving `label_size` and LibSVM index rules, IP Insights'
+    rows of strings). `/invocations` calls it once Content-Type and Accept are negotiated against
+    the declaration and the (non-empty) body is read, instead of the registry's decoder; it returns
+    what `predict` takes (anything with `len()`: zero records is an empty request), or None to
+    fall back to the registry's decoder. It raises the usual errors: `ClientError` (400),
+    `UnsupportedContentType` (415).
+
+    A model that sets `open_content_types = True` (script mode: the user's input_fn/output_fn) takes
+    any Content-Type and answers any Accept type the request names outright (else its
+    `default_accept`); its `decode` and `encode` must then handle every request themselves.
 
     It may also define `encode(predictions, accept) -> (body, mimetype) | None` for answers whose
     shape the algorithm fixes itself (XGBoost's CSV and batch-transform lines); None falls back
@@ -149,14 +164,10 @@ def _internal_error(exc: BaseException) -> Response:
     return error_response(500, "AlgorithmError", f"Internal error; request id {rid}")
 
 
-def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None) -> Flask:
-    env = env or ServingEnv.from_env()
-    serving = algorithm.serving
-    default_accept = env.default_accept or serving.default_accept
-    aliases, decoder_options = algorithm.content_type_aliases, algorithm.decoder_options
-    custom_encode = getattr(model, "encode", None)
-    root_key = serving.json_root_key  # the JSON wrapper, declared once per algorithm (PCA: "projections")
-    predict_lock = threading.Lock()  # one prediction at a time per worker (see Model)
+def base_app(algorithm: Algorithm, env: ServingEnv) -> Flask:
+    """The Flask app every server shares: request ids, the error handlers, `/ping`,
+    `/execution-parameters`. The prediction routes are added by `create_app` (one model) and
+    `multi_model.create_multi_model_app` (a multi-model endpoint)."""
     app = Flask(f"smalgos-{algorithm.name}")
     # One byte over the cap, so that `read_body` can see a streamed body run past it.
     app.config["MAX_CONTENT_LENGTH"] = env.max_payload_bytes + 1
@@ -172,7 +183,7 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
 
     @app.errorhandler(SMAlgoError)
     def on_our_error(exc: SMAlgoError):
-        if exc.status >= 500:
+        if not isinstance(exc, ClientError):  # a ClientError's message is for the caller, even a 507's
             return _internal_error(exc)
         _log_client_error(exc.status, exc.message)
         return error_response(exc.status, type(exc).__name__, exc.message)
@@ -209,33 +220,79 @@ def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None
             "MaxPayloadInMB": env.max_payload_mb,
         }
 
-    @app.post("/invocations")
-    def invocations():
+    return app
+
+
+def _concrete_types(accept_header: str | None) -> list[str]:
+    """The types an Accept header names outright (no wildcards), in order."""
+    try:
+        return [media.type for media, _ in parse_accept_weighted(accept_header) if "*" not in media.type]
+    except ClientError as e:
+        raise UnsupportedAccept(e.message) from None
+
+
+class Invoker:
+    """One prediction request against a loaded model, as `/invocations` answers it (and a
+    multi-model endpoint's `/models/<name>/invoke`): the same bodies, types and errors."""
+
+    def __init__(self, algorithm: Algorithm, env: ServingEnv):
+        self.serving = algorithm.serving
+        self.env = env
+        self.default_accept = env.default_accept or self.serving.default_accept
+        self.aliases, self.decoder_options = algorithm.content_type_aliases, algorithm.decoder_options
+        self.predict_lock = threading.Lock()  # one prediction at a time per worker (see Model)
+
+    def respond(self, model: Model) -> Response:
         started = time.perf_counter()
+        env, serving = self.env, self.serving
         length = request.content_length
         if length is not None and length > env.max_payload_bytes:
             raise RequestEntityTooLarge()
         raw_type = request_content_type()
         try:
-            media = parse_media_type(raw_type or serving.content_types[0], aliases=aliases)
+            media = parse_media_type(raw_type or serving.content_types[0], aliases=self.aliases)
         except ClientError as e:  # an unparseable Content-Type is one we do not read
             raise UnsupportedContentType(e.message) from None
-        decoder = get_decoder(media, allowed=serving.content_types)
-        accept = negotiate_media_type(request.headers.get("Accept"), serving.accepts, default_accept)
-        encoder = get_encoder(accept, allowed=serving.accepts)
+        accept_header = request.headers.get("Accept")
+        if getattr(model, "open_content_types", False):  # the model's own decode/encode take any type
+            decoder = encoder = None
+            accept = negotiate_media_type(accept_header, _concrete_types(accept_header),
+                                          env.default_accept or model.default_accept)
+        else:
+            decoder = get_decoder(media, allowed=serving.content_types)
+            accept = negotiate_media_type(accept_header, serving.accepts, self.default_accept)
+            encoder = get_encoder(accept, allowed=serving.accepts)
         body = read_decoded_body(env.max_payload_bytes)
-        batch = decoder.decode(body, media, default_label_size=0, source="request body",
-                               **decoder_options.get(media.type, {})) if body else None
+        batch = None
+        if body:
+            custom_decode = getattr(model, "decode", None)
+            batch = custom_decode(body, media) if custom_decode else None
+            if batch is None and decoder is not None:
+                batch = decoder.decode(body, media, default_label_size=0, source="request body",
+                                       **self.decoder_options.get(media.type, {}))
         if batch is None or len(batch) == 0:
             if serving.empty_body_status == 204:
                 return Response(status=204)
             raise ClientError("Request body is empty or holds no records: send at least one")
-        with predict_lock:
+        with self.predict_lock:
             predictions = model.predict(batch, accept)
+        custom_encode = getattr(model, "encode", None)
         custom = custom_encode(predictions, accept) if custom_encode else None
-        payload, mimetype = custom if custom else (encoder.encode(predictions, root_key=root_key),
+        # the JSON wrapper is declared once per algorithm (PCA: "projections")
+        payload, mimetype = custom if custom else (encoder.encode(predictions, root_key=serving.json_root_key),
                                                    encoder.media_type)
         log.debug("%d records in %.2f ms", len(batch), 1e3 * (time.perf_counter() - started))
         return Response(payload, status=200, mimetype=mimetype)
+
+
+def create_app(algorithm: Algorithm, model: Model, env: ServingEnv | None = None) -> Flask:
+    """The app serving one model: `/ping`, `/execution-parameters`, `/invocations`."""
+    env = env or ServingEnv.from_env()
+    app = base_app(algorithm, env)
+    invoker = Invoker(algorithm, env)
+
+    @app.post("/invocations")
+    def invocations():
+        return invoker.respond(model)
 
     return app

@@ -92,6 +92,7 @@ ALGORITHM = Algorithm(
         content_types=("text/csv", "application/json", "application/jsonlines", "application/x-recordio-protobuf"),
         accepts=("application/json", "application/jsonlines", "application/x-recordio-protobuf"),
         default_accept="application/json",
+        multi_model=True,  # AWS's image serves CPU multi-model endpoints
     ),
     variants=(CPU, GPU),
     supervised=True,

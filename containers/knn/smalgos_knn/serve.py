@@ -13,25 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smalgos.errors import ClientError
+from smalgos.serving.accept import accept_flag
 from smalgos.serving.estimator import EstimatorModel, load_estimator
 
 from .model import INDEX_FILE, LABELS_FILE, META_FILE, KNearestNeighbors
 
 
-def verbose_requested(accept) -> bool:
-    raw = None if accept is None else accept.params.get("verbose")
-    if raw is None:
-        return False
-    value = str(raw).strip().lower()
-    if value not in ("true", "false"):
-        raise ClientError(f"Accept parameter verbose={raw!r} must be true or false")
-    return value == "true"
-
-
 class KNNModel(EstimatorModel):
     def fields(self, features, accept) -> dict:
-        verbose = verbose_requested(accept)
+        verbose = accept_flag(accept, "verbose")
         predicted, labels, distances = self.estimator.predict_neighbors(features)
         fields = {"predicted_label": predicted}
         if verbose:

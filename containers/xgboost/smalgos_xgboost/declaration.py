@@ -79,6 +79,7 @@ ALGORITHM = Algorithm(
         accepts=(CSV, JSON, JSONLINES, RECORDIO_PROTOBUF),
         default_accept=CSV,
         empty_body_status=204,  # as AWS's image
+        multi_model=True,  # AWS's image serves CPU multi-model endpoints
     ),
     variants=(CPU, GPU),
     supervised=True,
@@ -86,5 +87,8 @@ ALGORITHM = Algorithm(
     # LibSVM indices are column numbers as written (XGBoost's own reader, which AWS's image used):
     # `1:0.5` is column 1, whatever the smallest index in the data.
     decoder_options={LIBSVM: {"zero_based": True}},
+    # Framework mode (`sagemaker.xgboost.XGBoost(entry_point=...)`): the user's script trains, and
+    # the user's model_fn / input_fn / predict_fn / output_fn serve (smalgos.scriptmode).
+    script_mode=True,
     doc="XGBoost gradient-boosted trees, SageMaker algorithm mode (no user script).",
 )

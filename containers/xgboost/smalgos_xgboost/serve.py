@@ -5,9 +5,11 @@ AWS's image (`SAGEMAKER_INFERENCE_ENSEMBLE`, default true: k-fold models are ave
 majority-voted for `multi:softmax` / `binary:hinge`; `false`: the first file only). Formats: see
 `model_io` (JSON/UBJSON, XGBoost's old binary format, pickles read as data).
 
-Per request: the decoded `Batch` → feature-count check (a 400 naming both counts, AWS's most-hit
-error) → `Booster.inplace_predict` with cores // workers threads (one by default: one worker per
-core) → `outputs`. Early-stopped models predict with the trees up to `best_iteration`.
+Per request: the body decoded by AWS's serving rules (`XGBoostModel.decode`: CSV `label_size`
+absent or 1, LibSVM indices shifted when the request has no index 0) → feature-count check (a
+400 naming both counts, AWS's most-hit error) → `Booster.inplace_predict` with cores // workers
+threads (one by default: one worker per core) → `outputs`. Early-stopped models predict with the
+trees up to `best_iteration`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import scipy.sparse as sp
 from smalgos.artifacts import model_files
 from smalgos.environment import ServingEnv
 from smalgos.maths.inputs import conform_width
-from smalgos.errors import AlgorithmError, ClientError
+from smalgos.errors import AlgorithmError, ClientError, UnsupportedContentType
 from smalgos.formats.batch import Batch
-from smalgos.formats.media import MediaType
+from smalgos.formats.media import CSV, LIBSVM, MediaType
+from smalgos.formats.registry import get_decoder
 from smalgos.formats.predictions import Predictions
 
 from . import outputs
@@ -68,6 +71,27 @@ class XGBoostModel:
         if best is not None and cls._gbm(booster) != "gblinear" and int(best) + 1 < booster.num_boosted_rounds():
             return (0, int(best) + 1)
         return (0, 0)
+
+    # -- AWS's request rules (the spine's decode hook, app.py) ------------------------------------
+
+    def decode(self, body: bytes, media: MediaType) -> Batch | None:
+        """CSV and LibSVM requests as AWS's 3.0-5 image reads them; None (the registry's decoder)
+        for the other types.
+
+        CSV: ``label_size`` absent or 1, else 415 naming it; the whole row is features either way
+        (AWS's `get_content_type`). LibSVM: the request's indices shift down by one when its
+        smallest index is >= 1 (`_get_sparse_matrix_from_libsvm`), which training does not do.
+        """
+        if media.type == CSV:
+            label_size = media.params.get("label_size")
+            if label_size is not None and label_size.strip() != "1":
+                raise UnsupportedContentType(f"{str(media)!r} is not an accepted CSV content type: its optional "
+                                             "parameter label_size must be 1 (the whole row is features)")
+            media = MediaType(media.type, {k: v for k, v in media.params.items() if k != "label_size"})
+            return get_decoder(media).decode(body, media, default_label_size=0)
+        if media.type == LIBSVM:
+            return get_decoder(media).decode(body, media, zero_based="auto")
+        return None
 
     # -- prediction ---------------------------------------------------------------------------------
 
@@ -122,7 +146,42 @@ class XGBoostModel:
         return None
 
 
-def load_model(model_dir: Path, env: ServingEnv | None = None) -> XGBoostModel:
+class ScriptDefaults:
+    """XGBoost's framework-mode handlers where the user's inference script defines none (AWS's
+    sagemaker-xgboost-container `handler_service.py`): requests as a DMatrix (CSV, LibSVM,
+    recordIO-protobuf and JSON as the algorithm's serving reads them), `Booster.predict`. AWS has no
+    default model_fn; ours loads the model directory's first model file (outside `code/`)."""
+
+    def model_fn(self, model_dir: Path):
+        model_dir = Path(model_dir)
+        files = model_files(model_dir)
+        if not files:
+            raise ClientError(f"No model file in {model_dir}: the inference script defines no model_fn, and the"
+                              " default loads an XGBoost model file")
+        return load_booster(files[0])
+
+    def input_fn(self, body: bytes, content_type: str):
+        import xgboost as xgb
+        from smalgos.scriptmode.serving import decode_request
+
+        from .declaration import ALGORITHM
+
+        return xgb.DMatrix(decode_request(ALGORITHM, body, content_type).features, missing=np.nan)
+
+    def predict_fn(self, data, model):
+        return model.predict(data, validate_features=False)
+
+
+def load_model(model_dir: Path, env: ServingEnv | None = None):
+    """The XGBoostModel of the model directory; in framework mode (SAGEMAKER_PROGRAM set: the SDK's
+    `XGBoostModel(entry_point=...)`), the user's inference handlers over `ScriptDefaults`."""
+    from smalgos.environment import ScriptModeEnv
+
+    script = ScriptModeEnv.from_env()
+    if script.program:
+        from smalgos.scriptmode.serving import load_script_model
+
+        return load_script_model(Path(model_dir), ScriptDefaults(), script)
     files = model_files(Path(model_dir))
     if not files:
         raise ClientError(f"No model file in {model_dir}: expected xgboost-model")

@@ -68,6 +68,19 @@ def _records(*recs):
     return recordio.frame_records(r.SerializeToString() for r in recs)
 
 
+def test_one_record_without_its_recordio_framing_decodes(sdk):
+    # Batch transform with SplitType=RecordIO + SingleRecord sends each record with its framing stripped.
+    from sagemaker.serializers import RecordSerializer
+
+    X = _matrix(np.float32, n=1, d=4)
+    framed = RecordSerializer().serialize(X).read()
+    (bare,) = recordio.read_records(framed)
+    assert bare[:4] != recordio.MAGIC_BYTES
+    np.testing.assert_array_equal(RecordIOProtobufDecoder().decode(bare, PB).features, X)
+    with pytest.raises(ClientError):  # bytes that are neither framed nor a Record stay a client error
+        RecordIOProtobufDecoder().decode(b"\xff\xfe not a record", PB)
+
+
 def _dense_record(values, label=None, uid=None, tensor="float32_tensor"):
     r = Record()
     getattr(r.features["values"], tensor).values.extend(values)

@@ -114,32 +114,52 @@ def test_a_request_without_content_type_is_read_as_libsvm(trained):
     assert 400 <= r.status_code < 500 and r.get_json()["message"].startswith("request body")
 
 
-_NEEDS_SERVING_HOOK = ("AWS's serving rule cannot be expressed yet: app.py hands serving the training "
-                       "decoder options and the model never sees the request's media type")
-
-
-@pytest.mark.xfail(strict=True, reason=_NEEDS_SERVING_HOOK)
 def test_csv_label_size_at_serving_is_as_aws_s(trained):
     # audit XGB-14: label_size absent or 1, else 415; the whole payload is features either way
+    # [XGB: data_utils.get_content_type]
     model_dir, X, booster = trained["regression"]
     c, _ = client(model_dir)
     want = booster.predict(xgb.DMatrix(X[:3]))
-    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv; label_size=1"})
-    assert r.status_code == 200, r.data
-    np.testing.assert_allclose([float(v) for v in r.data.decode().split()], want, atol=1e-6)
-    for bad in ("0", "2"):
+    for ctype in ("text/csv; label_size=1", "text/csv;label_size=1; charset=utf-8", "text/csv"):
+        r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": ctype})
+        assert r.status_code == 200, (ctype, r.data)
+        np.testing.assert_allclose([float(v) for v in r.data.decode().split()], want, atol=1e-6)
+    for bad in ("0", "2", "x"):
         r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": f"text/csv; label_size={bad}"})
-        assert r.status_code == 415 and "label_size" in r.get_json()["message"]
+        assert r.status_code == 415, (bad, r.data)
+        body = r.get_json()
+        assert body["error"] == "UnsupportedContentType" and "label_size must be 1" in body["message"]
+    # other parameters are still refused by name, as by the registry's decoder
+    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv; header=present"})
+    assert r.status_code == 415 and "'header'" in r.get_json()["message"]
 
 
-@pytest.mark.xfail(strict=True, reason=_NEEDS_SERVING_HOOK)
 def test_libsvm_request_indices_shift_as_aws_3_0_5(trained):
     # audit XGB-15: 3.0-5 shifts a request's indices down by one when its smallest index is >= 1
+    # [XGB: serve_utils._get_sparse_matrix_from_libsvm]
     model_dir, X, booster = trained["regression"]
     c, _ = client(model_dir)
-    r = c.post("/invocations", data=b"0 1:0.7 4:0.1\n", headers={"Content-Type": "text/libsvm"})
-    want = booster.predict(xgb.DMatrix(sp.csr_matrix(([0.7, 0.1], ([0, 0], [0, 3])), shape=(1, 6))))
-    assert float(r.data) == pytest.approx(float(want[0]), abs=1e-6)
+
+    def served(body: bytes) -> float:
+        r = c.post("/invocations", data=body, headers={"Content-Type": "text/libsvm"})
+        assert r.status_code == 200, r.data
+        return float(r.data)
+
+    def want(cols, vals) -> float:
+        m = sp.csr_matrix((vals, ([0] * len(cols), cols)), shape=(1, 6))
+        return float(booster.predict(xgb.DMatrix(m))[0])
+
+    assert served(b"0 1:0.7 4:0.1\n") == pytest.approx(want([0, 3], [0.7, 0.1]), abs=1e-6)
+    assert want([0, 3], [0.7, 0.1]) != pytest.approx(want([1, 4], [0.7, 0.1]), abs=1e-6)  # the shift shows
+    # the smallest index of the whole request decides, not each line's
+    lines = b"0 2:0.7 5:0.1\n0 1:-3.0\n"
+    r = c.post("/invocations", data=lines, headers={"Content-Type": "text/libsvm", "Accept": "application/json"})
+    got = [p["score"] for p in r.get_json()["predictions"]]
+    assert got == pytest.approx([want([1, 4], [0.7, 0.1]), want([0], [-3.0])], abs=1e-6)
+    # an index 0 anywhere: indices are kept as written
+    assert served(b"0 0:0.2 2:0.7 5:0.1\n") == pytest.approx(want([0, 2, 5], [0.2, 0.7, 0.1]), abs=1e-6)
+    # 1-based indices reach one past the 0-based width: 6 features are 1..6
+    assert served(b"0 6:0.4\n") == pytest.approx(want([5], [0.4]), abs=1e-6)
 
 
 def test_recordio_protobuf_answer_reads_back_with_the_sdk(trained, sdk):
@@ -164,15 +184,13 @@ def test_feature_count_mismatch_names_both_counts(trained):
     assert r.status_code == 400 and "label column" in r.get_json()["message"]
 
 
-def test_libsvm_request_indices_are_column_numbers_as_in_training(trained):
+def test_libsvm_request_index_past_the_model_width_is_a_400(trained):
     model_dir, X, booster = trained["regression"]
     c, _ = client(model_dir)
-    r = c.post("/invocations", data=b"0 9:1.0\n", headers={"Content-Type": "text/libsvm"})
+    r = c.post("/invocations", data=b"0 0:1.0 9:1.0\n", headers={"Content-Type": "text/libsvm"})
     assert r.status_code == 400 and "feature index 9" in r.get_json()["message"]
-    # Feature 0 absent: still column 2 is column 2.
-    r = c.post("/invocations", data=b"2:0.7 5:0.1\n", headers={"Content-Type": "text/libsvm"})
-    want = booster.predict(xgb.DMatrix(sp.csr_matrix(([0.7, 0.1], ([0, 0], [2, 5])), shape=(1, 6))))
-    assert float(r.data) == pytest.approx(float(want[0]), abs=1e-6)
+    r = c.post("/invocations", data=b"0 7:1.0\n", headers={"Content-Type": "text/libsvm"})  # 1-based: column 6
+    assert r.status_code == 400 and "feature index 6" in r.get_json()["message"]
 
 
 def test_empty_and_unsupported_requests(trained):
@@ -370,3 +388,20 @@ def test_foreign_pickle_is_refused_with_a_clear_message(tmp_path):
     (tmp_path / "xgboost-model").write_bytes(b"not a model at all")
     with pytest.raises(ClientError, match="XGBoost"):
         load_model(tmp_path, ServingEnv.from_env({}))
+
+
+def test_a_model_dir_with_the_sdks_repacked_code_folder_serves_in_algorithm_mode(trained, tmp_path):
+    # The SDK's Model(entry_point=...) repacks code/ into model.tar.gz; without SAGEMAKER_PROGRAM
+    # the booster is served and code/ is not read as a model file.
+    import shutil
+
+    model_dir, X, booster = trained["regression"]
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    (copy / "code").mkdir()
+    (copy / "code" / "inference.py").write_text("def model_fn(model_dir):\n    raise RuntimeError\n")
+    c, _ = client(copy)
+    r = c.post("/invocations", data=csv_rows(X[:3]), headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.data
+    np.testing.assert_allclose([float(v) for v in r.data.decode().split()], booster.predict(xgb.DMatrix(X[:3])),
+                               atol=1e-6)
