@@ -23,8 +23,12 @@ def inside_model_dir(model_dir: Path, path: Path) -> Path:
     return path
 
 
+REPACKED_CODE = "code"  # model.tar.gz's folder for the inference code the SDK repacks into it
+
+
 def model_files(model_dir: Path) -> list[Path]:
-    """The files of a model directory, sorted, without dotfiles and without `*.tar.gz` leftovers.
+    """The files of a model directory, sorted, without dotfiles, `*.tar.gz` leftovers and the
+    top-level `code/` folder (where the SageMaker SDK repacks an inference script into model.tar.gz).
 
     A file that resolves outside `model_dir` (a symlink out of it) is a ClientError naming it."""
     model_dir = Path(model_dir)
@@ -32,7 +36,7 @@ def model_files(model_dir: Path) -> list[Path]:
         raise ClientError(f"Model directory {model_dir} does not exist")
     files = sorted(p for p in model_dir.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
-                   and not p.name.endswith(".tar.gz"))
+                   and not p.name.endswith(".tar.gz") and p.relative_to(model_dir).parts[0] != REPACKED_CODE)
     return [inside_model_dir(model_dir, p) for p in files]
 
 

@@ -6,6 +6,10 @@ Failure: `/opt/ml/output/failure` starts with a one-line reason, `ClientError: .
 hyperparameters, channels or data are at fault and `AlgorithmError: ...` otherwise (SageMaker shows
 the first 1024 characters as FailureReason); the traceback follows for our own errors; exit 1.
 SIGTERM: the trainer is asked to stop at its next batch (saving what it can), then exit 143.
+
+Script (framework) mode: when the hyperparameters carry `sagemaker_program` and the algorithm's
+declaration has `script_mode`, the user's program runs instead (smalgos.scriptmode); the job exits
+with the program's exit code, and its failure file holds the end of the program's stderr.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..declaration import Algorithm, load_algorithm, resolve
 from ..environment import Paths
 from ..errors import ClientError, SMAlgoError, TrainingStopped
 from ..logs import setup_logging
+from ..scriptmode import PROGRAM_PARAM, SUBMIT_DIR_PARAM
 from .job import TrainingJob
 
 log = logging.getLogger("smalgos")
@@ -38,7 +43,8 @@ def failure_text(exc: BaseException) -> str:
     reason = " ".join(reason.splitlines())  # the reason must stay on the first line
     if isinstance(exc, ClientError):
         return reason + "\n"
-    return reason + "\n\n" + "".join(traceback.format_exception(exc))
+    details = getattr(exc, "details", None)  # a user script's own stderr (scriptmode.UserScriptError)
+    return reason + "\n\n" + (details if details is not None else "".join(traceback.format_exception(exc)))
 
 
 def write_failure(paths: Paths, text: str) -> None:
@@ -67,6 +73,15 @@ def _stopped(paths: Paths) -> int:
     return EXIT_STOPPED
 
 
+def _run_script(algorithm: Algorithm, config: JobConfig, paths: Paths, stop_event: threading.Event) -> None:
+    if not algorithm.script_mode:
+        raise ClientError(f"Hyperparameter {PROGRAM_PARAM}: the {algorithm.name} image has no script (framework)"
+                          f" mode; leave out {PROGRAM_PARAM} and {SUBMIT_DIR_PARAM} to train in algorithm mode")
+    from ..scriptmode.training import run_script
+
+    run_script(config, paths, stop_event)
+
+
 def run_training(algorithm: str | Algorithm, paths: Paths | None = None,
                  install_signal_handler: bool = True) -> int:
     """Run one training job; return the process exit code."""
@@ -83,11 +98,14 @@ def run_training(algorithm: str | Algorithm, paths: Paths | None = None,
     try:
         algo = load_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
         config = JobConfig.load(paths)
-        job = TrainingJob.from_config(algo, config, paths, stop_event)
-        _log_configuration(algo, config, job.hyperparameters, paths)
-        paths.model_dir.mkdir(parents=True, exist_ok=True)
-        trainer = resolve(algo.trainer)
-        trainer(job)
+        if PROGRAM_PARAM in config.hyperparameters:
+            _run_script(algo, config, paths, stop_event)
+        else:
+            job = TrainingJob.from_config(algo, config, paths, stop_event)
+            _log_configuration(algo, config, job.hyperparameters, paths)
+            paths.model_dir.mkdir(parents=True, exist_ok=True)
+            trainer = resolve(algo.trainer)
+            trainer(job)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the failure file
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -95,10 +113,10 @@ def run_training(algorithm: str | Algorithm, paths: Paths | None = None,
             return _stopped(paths)
         text = failure_text(exc)
         log.error("Training failed: %s", text.splitlines()[0])
-        if not isinstance(exc, ClientError):
+        if not isinstance(exc, ClientError) and getattr(exc, "details", None) is None:
             log.error("%s", "".join(traceback.format_exception(exc)))
         write_failure(paths, text)
-        return EXIT_FAILED
+        return getattr(exc, "exit_code", EXIT_FAILED)
     if stop_event.is_set():
         return _stopped(paths)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
