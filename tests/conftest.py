@@ -10,7 +10,7 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "algorithms"))
 sys.path.insert(0, str(TESTS / "unit"))
 # The algorithm packages, should the checkout not be installed editable.
-for _folder in ("kmeans", "pca", "knn"):
+for _folder in ("kmeans", "pca", "knn", "factorization-machines", "randomcutforest", "lda", "ipinsights"):
     if str(TESTS.parent / "containers" / _folder) not in sys.path:
         sys.path.insert(0, str(TESTS.parent / "containers" / _folder))
 

@@ -1,0 +1,73 @@
+"""Adam with per-term learning rates and weight decays, updating only the rows a mini-batch touches.
+
+Which optimizer AWS's FM uses is not documented; its knobs (`eps`, `clip_gradient`,
+`rescale_grad`, per-term `lr`/`wd`) are MXNet's optimizer arguments. We use Adam in MXNet's form,
+lazily on rows (MXNet's `lazy_update` for row-sparse gradients), because AWS's default learning
+rates (bias 0.1, linear 1e-3, factors 1e-4) are step sizes: Adam moves a parameter by about `lr`
+per step whatever the gradient's scale, while plain SGD at those rates barely moves factors that
+start at sigma 1e-3.
+
+For one parameter and the rows `r` a mini-batch touched (features that are non-zero in it):
+
+    g = clip(rescale_grad * grad[r], -clip_gradient, +clip_gradient) + wd * w[r]
+    m[r] = b1 m[r] + (1 - b1) g;   v[r] = b2 v[r] + (1 - b2) g²
+    w[r] -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m[r] / (sqrt(v[r]) + eps)
+
+with t the step count. Rows a mini-batch does not touch keep their values and moments, so a step
+costs O(touched rows × num_factors), not O(feature_dim × num_factors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+BETA1, BETA2 = 0.9, 0.999
+DEFAULT_EPS = 1e-8
+
+
+@dataclass
+class Group:
+    """One term's parameter with its learning rate, weight decay and Adam moments."""
+
+    param: torch.Tensor
+    lr: float
+    wd: float
+
+    def __post_init__(self):
+        self.m = torch.zeros_like(self.param)
+        self.v = torch.zeros_like(self.param)
+
+
+class LazyAdam:
+    """See the module docstring. `step({name: (rows or None, grad)})`: rows None means every row."""
+
+    def __init__(self, groups: dict[str, Group], eps: float | None, clip_gradient: float | None,
+                 rescale_grad: float | None):
+        self.groups = groups
+        self.eps = DEFAULT_EPS if eps is None else float(eps)
+        self.clip = clip_gradient if clip_gradient is not None and clip_gradient > 0 else None
+        self.rescale = rescale_grad
+        self.t = 0
+
+    def step(self, grads: dict[str, tuple[torch.Tensor | None, torch.Tensor]], batch_records: int) -> None:
+        self.t += 1
+        rescale = self.rescale if self.rescale is not None else 1.0 / max(1, batch_records)
+        correction = math.sqrt(1.0 - BETA2 ** self.t) / (1.0 - BETA1 ** self.t)
+        for name, (rows, grad) in grads.items():
+            group = self.groups[name]
+            w = group.param if rows is None else group.param[rows]
+            g = grad * rescale
+            if self.clip is not None:
+                g = g.clamp(-self.clip, self.clip)
+            if group.wd:
+                g = g + group.wd * w
+            m = (group.m if rows is None else group.m[rows]).mul_(BETA1).add_(g, alpha=1 - BETA1)
+            v = (group.v if rows is None else group.v[rows]).mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
+            w = w - (group.lr * correction) * m / (v.sqrt() + self.eps)
+            if rows is None:  # m and v were updated in place
+                group.param.copy_(w)
+            else:
+                group.m[rows], group.v[rows], group.param[rows] = m, v, w

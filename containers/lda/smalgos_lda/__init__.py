@@ -1,0 +1,1 @@
+"""SageMaker LDA (`lda:1`): topic models by spectral tensor decomposition (method of moments)."""
