@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ClientError
@@ -62,3 +63,16 @@ def safe_extract(tarball: Path, dest: Path) -> list[Path]:
         except tarfile.FilterError as exc:
             raise ClientError(f"Refusing to extract {tarball}: {exc}") from None
         return [dest / m.name for m in tar.getmembers() if m.isfile()]
+
+
+def load_arrays(path: Path, shapes: Mapping[str, tuple[int, ...]]):
+    """The named arrays of a safetensors file as float32, each of its expected shape; a ValueError
+    naming the file and the tensor that is missing or of another shape."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(path))
+    for name, shape in shapes.items():
+        if name not in arrays or arrays[name].shape != tuple(shape):
+            raise ValueError(f"{Path(path).name}: tensor {name!r} missing or not of shape {tuple(shape)}")
+    return {name: arrays[name].astype(np.float32, copy=False) for name in shapes}

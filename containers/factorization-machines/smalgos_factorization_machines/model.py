@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
+from smalgos.artifacts import load_arrays
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
@@ -197,11 +198,9 @@ class FactorizationMachines(StreamingEstimator):
         d, k = int(meta["feature_dim"]), int(meta["num_factors"])
         est = cls(k, predictor_type=meta["predictor_type"], device=device)
         est.validated_parameters(feature_dim=d)  # refuses a predictor_type this version does not know
-        arrays = load_file(str(model_dir / MODEL_FILE))
-        for (name, attr), shape in zip(TENSORS.items(), ((1,), (d,), (d, k))):
-            if name not in arrays or arrays[name].shape != shape:
-                raise ValueError(f"{MODEL_FILE}: tensor {name!r} missing or not of shape {shape}")
-            setattr(est, attr, arrays[name].astype(np.float32, copy=False))
+        arrays = load_arrays(model_dir / MODEL_FILE, dict(zip(TENSORS, ((1,), (d,), (d, k)))))
+        for name, attr in TENSORS.items():
+            setattr(est, attr, arrays[name])
         est.n_features_in_ = d
         est.n_samples_seen_ = int(meta.get("num_records", 0))
         return est

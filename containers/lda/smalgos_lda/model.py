@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
+from smalgos.artifacts import load_arrays
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.inputs import as_float32, conform_width
@@ -158,14 +159,10 @@ class SpectralLDA(StreamingEstimator):
     def load(cls, model_dir, device: str | None = None) -> "SpectralLDA":
         model_dir = Path(model_dir)
         meta = cls.read_metadata(model_dir / META_FILE)
-        arrays = load_file(str(model_dir / MODEL_FILE))
         k, v = int(meta["num_topics"]), int(meta["feature_dim"])
-        for name, shape in {"alpha": (k,), "beta": (k, v)}.items():
-            if name not in arrays or arrays[name].shape != shape:
-                raise ValueError(f"{MODEL_FILE}: tensor {name!r} missing or not of shape {shape}")
+        arrays = load_arrays(model_dir / MODEL_FILE, {"alpha": (k,), "beta": (k, v)})
         est = cls(k, alpha0=float(meta.get("alpha0", 1.0)), device=device)
-        est.alpha_ = arrays["alpha"].astype(np.float32, copy=False)
-        est.beta_ = arrays["beta"].astype(np.float32, copy=False)
+        est.alpha_, est.beta_ = arrays["alpha"], arrays["beta"]
         est.n_features_in_ = v
         est.n_documents_ = int(meta.get("num_documents", 0))
         return est

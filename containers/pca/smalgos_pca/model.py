@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
+from smalgos.artifacts import load_arrays
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import as_dense, as_torch, pick_device, to_numpy
@@ -216,17 +217,11 @@ class StreamingPCA(StreamingEstimator):
     def load(cls, model_dir, device: str | None = None) -> "StreamingPCA":
         model_dir = Path(model_dir)
         meta = cls.read_metadata(model_dir / META_FILE)
-        arrays = load_file(str(model_dir / MODEL_FILE))
         d, nc = int(meta["feature_dim"]), int(meta["num_components"])
-        want = {"s": (nc,), "v": (d, nc), "mean": (1, d)}
-        for name, shape in want.items():
-            if name not in arrays or arrays[name].shape != shape:
-                raise ValueError(f"{MODEL_FILE}: tensor {name!r} missing or not of shape {shape}")
+        arrays = load_arrays(model_dir / MODEL_FILE, {"s": (nc,), "v": (d, nc), "mean": (1, d)})
         est = cls(nc, algorithm_mode=meta.get("algorithm_mode", "regular"),
                   subtract_mean=bool(meta.get("subtract_mean", True)), device=device)
-        est.singular_values_ = arrays["s"].astype(np.float32, copy=False)
-        est.components_ = arrays["v"].astype(np.float32, copy=False)
-        est.mean_ = arrays["mean"].astype(np.float32, copy=False)
+        est.singular_values_, est.components_, est.mean_ = arrays["s"], arrays["v"], arrays["mean"]
         est.n_features_in_ = d
         est.n_samples_seen_ = int(meta.get("num_records", 0))
         return est
