@@ -68,9 +68,13 @@ class Model(Protocol):
     def predict(self, batch: Batch, accept: MediaType) -> Predictions: ...
 
 
+def error_body(error: str, message: str) -> bytes:
+    """Every error answer's body, the app's and the server's own: `{"error", "message"}`."""
+    return (json.dumps({"error": error, "message": message}) + "\n").encode()
+
+
 def error_response(status: int, error: str, message: str) -> Response:
-    body = json.dumps({"error": error, "message": message}) + "\n"
-    return Response(body, status=status, mimetype="application/json")
+    return Response(error_body(error, message), status=status, mimetype="application/json")
 
 
 def request_content_type() -> str | None:

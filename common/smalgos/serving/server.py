@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import html
-import json
 import logging
 import os
 import re
@@ -41,7 +40,7 @@ from gunicorn.workers import gthread
 from ..declaration import Algorithm, load_algorithm, resolve
 from ..environment import Paths, ServingEnv
 from ..logs import setup_logging
-from .app import create_app
+from .app import create_app, error_body
 
 log = logging.getLogger("smalgos")
 
@@ -208,7 +207,7 @@ _PAGE_MESSAGE = re.compile(rb"</h1>\s*(.*?)\s*</body>", re.S)
 
 def json_error_bytes(status: int, reason: str, error: str, message: str) -> bytes:
     """A whole HTTP/1.1 response, `{"error", "message"}` as the app's error bodies, connection closed."""
-    body = (json.dumps({"error": error, "message": message}) + "\n").encode()
+    body = error_body(error, message)
     return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
