@@ -7,11 +7,17 @@ Usable from a notebook with numpy arrays or scipy CSR matrices:
     fm.predict(X)             # 0/1 labels (score >= 0.5); ŷ for a regressor
 
 Model: ŷ = w0 + Σ wᵢxᵢ + ½ Σ_f [(Σ vᵢ_f xᵢ)² − Σ vᵢ_f² xᵢ²] (see `batches.py`), trained by
-mini-batch Adam (`optimizer.py`) on log loss of sigmoid(ŷ) (binary_classifier) or ½(ŷ − y)²
+mini-batch lazy Adam (`smalgos.maths.lazy_adam`) on log loss of sigmoid(ŷ) (binary_classifier) or ½(ŷ − y)²
 (regressor), `epochs` passes, each term (bias w0, linear w, factors V) with its own init, lr and
 wd. Only the rows of features present in a mini-batch are read and updated, so sparse data of a
 large `feature_dim` cost O(k · nnz) per step (V itself is feature_dim × num_factors float32,
 plus Adam's two moments of the same size while training).
+
+Which optimizer AWS's FM uses is not documented; its knobs (`eps`, `clip_gradient`,
+`rescale_grad`, per-term `lr`/`wd`) are MXNet's optimizer arguments. Adam, because AWS's default
+learning rates (bias 0.1, linear 1e-3, factors 1e-4) are step sizes: Adam moves a parameter by
+about `lr` per step whatever the gradient's scale, while plain SGD at those rates barely moves
+factors that start at sigma 1e-3.
 
 Fitted attributes: `w0_` (1,), `w_` (feature_dim,), `v_` (feature_dim, num_factors) float32,
 `n_features_in_`, `n_samples_seen_` (records of the last pass), `epoch_metrics_` (each pass's
@@ -33,12 +39,12 @@ from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
 from smalgos.maths.inputs import as_float32, check_labels, conform_width
+from smalgos.maths.lazy_adam import Group, LazyAdam
 from smalgos.maths.threads import cpu_threads_for
 
 from .batches import make_batch
 from .declaration import HYPERPARAMETERS, TERMS
 from .evaluation import Tally, residual
-from .optimizer import Group, LazyAdam
 
 log = logging.getLogger("smalgos")
 

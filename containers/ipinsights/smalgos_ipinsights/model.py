@@ -34,6 +34,7 @@ from scipy.stats import rankdata
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
+from smalgos.maths.lazy_adam import Group, LazyAdam
 
 from .declaration import HYPERPARAMETERS
 from .records import Pairs, entity_buckets, pairs_of, prefix_buckets, random_addresses
@@ -43,7 +44,6 @@ log = logging.getLogger("smalgos")
 MODEL_FILE = "model_algo-1.safetensors"  # entity_vectors, ip_vectors (N, d); encoder.<i>.weight/bias
 META_FILE = "model_algo-1.json"
 HASHING = "fnv1a64-entity/splitmix64-prefixes-v1"  # how records.py maps pairs to rows
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 SCORING_CHUNK = 65536  # pairs scored at once
 
 
@@ -73,32 +73,6 @@ class _Tally:
         n = max(self.samples, 1)
         return {"binary_classification_accuracy": self.correct / n,
                 "binary_classification_cross_entropy": self.loss / n}
-
-
-class _Adam:
-    """Adam with L2 `weight_decay` added to the gradient. `step(updates)` takes (parameter, rows,
-    gradient of those rows) triples; rows None is the whole parameter. Rows a step does not name are
-    left alone, moments included (MXNet's lazy update of sparse gradients)."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float):
-        self.lr, self.wd = lr, weight_decay
-        self.moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in params}
-        self.t = 0
-
-    def step(self, updates) -> None:
-        self.t += 1
-        b1, b2 = ADAM_BETAS
-        scale = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        with torch.no_grad():
-            for param, rows, grad in updates:
-                m, v = self.moments[id(param)]
-                if rows is None:
-                    rows = slice(None)
-                g = grad + self.wd * param[rows] if self.wd else grad
-                m_rows = m[rows].mul_(b1).add_(g, alpha=1 - b1)
-                v_rows = v[rows].mul_(b2).addcmul_(g, g, value=1 - b2)
-                m[rows], v[rows] = m_rows, v_rows
-                param[rows] = param[rows] - scale * m_rows / (v_rows.sqrt_() + ADAM_EPS)
 
 
 class IPInsightsNet(torch.nn.Module):
@@ -163,7 +137,9 @@ class IPInsights(StreamingEstimator):
         net = IPInsightsNet(int(self.num_entity_vectors), int(self.vector_dim), int(self.num_ip_encoder_layers))
         net.reset(gen)
         self._net = net.to(self._device)
-        self._adam = _Adam(list(self._net.parameters()), self.learning_rate, self.weight_decay)
+        self._adam = LazyAdam({name: Group(p, float(self.learning_rate), float(self.weight_decay))
+                               for name, p in self._net.named_parameters()},
+                              eps=None, clip_gradient=None, rescale_grad=1.0)
         self.interval_, self._epoch = _Tally(), _Tally()
         self._epoch_pairs = 0
 
@@ -207,8 +183,9 @@ class IPInsights(StreamingEstimator):
         logits = (embed(ent_at, ent_vectors) * net.encode(embed(ip_at, ip_vectors))).sum(1)
         losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         losses.mean().backward()
-        self._adam.step([(net.entity.weight, ent_rows, ent_vectors.grad), (net.prefixes.weight, ip_rows, ip_vectors.grad)]
-                        + [(p, None, p.grad) for p in net.encoder.parameters()])
+        self._adam.step({"entity.weight": (ent_rows, ent_vectors.grad), "prefixes.weight": (ip_rows, ip_vectors.grad),
+                         **{f"encoder.{n}": (None, p.grad) for n, p in net.encoder.named_parameters()}},
+                        batch_records=len(labels))
         net.encoder.zero_grad(set_to_none=True)
         with torch.no_grad():
             loss_sum = float(losses.sum())

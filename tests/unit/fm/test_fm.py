@@ -18,7 +18,7 @@ from smalgos.declaration import load_algorithm
 from smalgos.errors import ClientError, InputError
 from smalgos_factorization_machines.batches import make_batch
 from smalgos_factorization_machines.model import META_FILE, MODEL_FILE, FactorizationMachines
-from smalgos_factorization_machines.optimizer import Group, LazyAdam
+from smalgos.maths.lazy_adam import Group, LazyAdam
 
 ALGO = load_algorithm("factorization-machines")
 RECORDIO = "application/x-recordio-protobuf"

@@ -1,20 +1,15 @@
-"""Adam with per-term learning rates and weight decays, updating only the rows a mini-batch touches.
+"""Adam with per-parameter learning rates and weight decays, updating only the rows a step touches
+(MXNet's `lazy_update` for row-sparse gradients), in MXNet's order: rescale, clip, weight decay.
+Factorization Machines (one group per term) and IP Insights (the embedding rows of a batch) use it.
 
-Which optimizer AWS's FM uses is not documented; its knobs (`eps`, `clip_gradient`,
-`rescale_grad`, per-term `lr`/`wd`) are MXNet's optimizer arguments. We use Adam in MXNet's form,
-lazily on rows (MXNet's `lazy_update` for row-sparse gradients), because AWS's default learning
-rates (bias 0.1, linear 1e-3, factors 1e-4) are step sizes: Adam moves a parameter by about `lr`
-per step whatever the gradient's scale, while plain SGD at those rates barely moves factors that
-start at sigma 1e-3.
-
-For one parameter and the rows `r` a mini-batch touched (features that are non-zero in it):
+For one parameter and the rows `r` a step touched (an FM: the features non-zero in its mini-batch):
 
     g = clip(rescale_grad * grad[r], -clip_gradient, +clip_gradient) + wd * w[r]
     m[r] = b1 m[r] + (1 - b1) g;   v[r] = b2 v[r] + (1 - b2) g²
     w[r] -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m[r] / (sqrt(v[r]) + eps)
 
-with t the step count. Rows a mini-batch does not touch keep their values and moments, so a step
-costs O(touched rows × num_factors), not O(feature_dim × num_factors).
+with t the step count. Rows a step does not touch keep their values and moments, so a step costs
+O(touched rows × row width), not O(rows × row width).
 """
 
 from __future__ import annotations
@@ -52,6 +47,7 @@ class LazyAdam:
         self.rescale = rescale_grad
         self.t = 0
 
+    @torch.no_grad()
     def step(self, grads: dict[str, tuple[torch.Tensor | None, torch.Tensor]], batch_records: int) -> None:
         self.t += 1
         rescale = self.rescale if self.rescale is not None else 1.0 / max(1, batch_records)
