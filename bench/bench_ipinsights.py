@@ -32,7 +32,8 @@ from sklearn.feature_extraction import FeatureHasher
 from sklearn.linear_model import SGDClassifier
 from threadpoolctl import threadpool_limits
 
-from smalgos_ipinsights.model import IPInsights, as_pairs, roc_auc
+from smalgos.maths.ranking import separation_auc
+from smalgos_ipinsights.model import IPInsights, as_pairs
 from smalgos_ipinsights.synthetic import dotted, login_events
 
 
@@ -133,7 +134,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, results in runs.items():
         seconds = statistics.median(s for s, _ in results)
-        aucs = {k: statistics.median(roc_auc(sc["usual"], sc[k]) for _, sc in results)
+        aucs = {k: statistics.median(separation_auc(sc["usual"], sc[k]) for _, sc in results)
                 for k in ("random ASN", "other user")}
         speed = (f"{len(who) * args.epochs / seconds:,.0f} ({len(who) * args.epochs * samples / seconds:,.0f} samples/s)"
                  if name == "ours" else "—")

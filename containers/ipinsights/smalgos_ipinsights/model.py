@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
-from scipy.stats import rankdata
 
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
 from smalgos.maths.lazy_adam import Group, LazyAdam
+from smalgos.maths.ranking import separation_auc
 
 from .declaration import HYPERPARAMETERS
 from .records import Pairs, entity_buckets, pairs_of, prefix_buckets, random_addresses
@@ -275,7 +275,7 @@ class IPInsights(StreamingEstimator):
             perm = torch.randperm(n, generator=gen).numpy()
             negatives.append(Pairs(pairs.entity, pairs.hi[perm], pairs.lo[perm]))
         scores = np.concatenate([self.dot_product(pairs)] + [self.dot_product(p) for p in negatives])
-        return roc_auc(scores[:n], scores[n:])
+        return separation_auc(scores[:n], scores[n:])
 
     # -- artifacts ------------------------------------------------------------------------------
 
@@ -321,12 +321,3 @@ class IPInsights(StreamingEstimator):
         est.net_ = net.eval()
         est.n_features_in_ = 2
         return est
-
-
-def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Mann–Whitney ROC AUC (ties count one half)."""
-    n_pos, n_neg = len(positive), len(negative)
-    if n_pos == 0 or n_neg == 0:
-        raise InputError("an AUC needs positive and negative scores")
-    ranks = rankdata(np.concatenate([positive, negative]).astype(np.float64))
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

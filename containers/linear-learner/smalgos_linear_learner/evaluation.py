@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from smalgos.maths.ranking import roc_auc
+
 THRESHOLD_CRITERIA = ("accuracy", "f_beta", "f1", "precision_at_target_recall", "recall_at_target_precision")
 LOSS_CRITERIA = ("loss_function", "cross_entropy_loss")
 
@@ -100,19 +102,6 @@ def _calibrate_chunk(scores, labels, criterion, beta, target_recall, target_prec
     above = top + torch.maximum(top.abs(), torch.ones_like(top)) * 1e-6
     thr = torch.where(best == 0, above, thr)
     return best_value.cpu().numpy(), thr.cpu().numpy()
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Area under the ROC curve (ties count one half); None when only one class is present."""
-    labels = np.asarray(labels) > 0.5
-    pos = int(labels.sum())
-    neg = labels.size - pos
-    if pos == 0 or neg == 0:
-        return None
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
 def f_token(prefix: str, beta: float) -> str:
