@@ -10,6 +10,7 @@ mini-batch size: nothing is read whole unless `read_all()` is asked for.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import fcntl
 import gzip
@@ -22,6 +23,8 @@ import time
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+import numpy as np
 
 from .config import ChannelConfig
 from .declaration import Channel
@@ -180,6 +183,17 @@ def rebatch(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
         yield Batch.concat(pending)
 
 
+def own_part(batches: Iterator[Batch], rank: int, size: int) -> Iterator[Batch]:
+    """The records of `batches` whose index in the whole stream is `rank` modulo `size`."""
+    first = 0
+    for batch in batches:
+        n = len(batch)
+        start = (rank - first) % size
+        if start < n:
+            yield batch.take(np.arange(start, n, size))
+        first += n
+
+
 def _check_same_width(channel: str, earlier: list[tuple[Path, Batch]], batch: Batch, path: Path) -> None:
     if earlier and not batch.is_sparse and not earlier[0][1].is_sparse:
         first, seen = earlier[0]
@@ -215,6 +229,7 @@ class ChannelInput:
         except ClientError as exc:
             raise type(exc)(f"Channel {self.name!r}: {exc.message}") from None
         self._next_pipe_epoch = 0
+        self.part: tuple[int, int] | None = None  # (rank, hosts): see sliced()
 
     @property
     def input_mode(self) -> str:
@@ -296,7 +311,17 @@ class ChannelInput:
             for source, stream in self.streams():
                 yield from self._decode(source, stream, batch_size, check)
 
-        return rebatch(decoded(), batch_size)
+        return rebatch(decoded() if self.part is None else own_part(decoded(), *self.part), batch_size)
+
+    def sliced(self, rank: int, size: int) -> "ChannelInput":
+        """This channel as host `rank` of `size` reads it for a job across hosts: with
+        FullyReplicated (every host holds every record) only the records whose index is `rank`
+        modulo `size`; with ShardedByS3Key (each host holds its own part) all of its records."""
+        if size == 1 or self.config.distribution != "FullyReplicated":
+            return self
+        part = copy.copy(self)  # (the copy reads Pipe mode's FIFOs on from the same epoch)
+        part.part = (rank, size)
+        return part
 
     def _decode(self, source: str, stream: BinaryIO, batch_size: int,
                 check: FeatureCheck | None = None) -> Iterator[Batch]:

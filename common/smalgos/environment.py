@@ -9,7 +9,7 @@ it at import time: a snapshot is taken when a job or the server starts (`Paths`,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -159,6 +159,40 @@ class XGBoostEnv:
 
 
 @dataclass(frozen=True)
+class ClusterEnv:
+    """Training across hosts on torch.distributed (`smalgos.distributed`), with the defaults beside them."""
+
+    port: int  # SMALGOS_DIST_PORT, 29500: the master's rendezvous store
+    # SMALGOS_DIST_MASTER_ADDR: the master's address when its host name does not resolve (two jobs
+    # on one machine); unset: the master host's name is resolved.
+    master_addr: str | None
+    connect_seconds: int  # SMALGOS_DIST_CONNECT_SECONDS, 300 s: to resolve the master, reach it and all join
+    # How long a host waits for the others at one exchange: hosts read their data at different speeds.
+    # A host that dies is noticed at once (its connections close); one that hangs, after this.
+    wait_seconds: int  # SMALGOS_DIST_WAIT_SECONDS, 1800 s
+    gloo_socket_ifname: str | None = None  # GLOO_SOCKET_IFNAME: gloo's interface; unset: resourceconfig's
+    # The whole environment: what `LocalCluster` passes on to its hosts' processes.
+    inherited: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ClusterEnv":
+        env = os.environ if environ is None else environ
+        return cls(
+            port=_int_env(env, "SMALGOS_DIST_PORT", 29500),
+            master_addr=env.get("SMALGOS_DIST_MASTER_ADDR") or None,
+            connect_seconds=_int_env(env, "SMALGOS_DIST_CONNECT_SECONDS", 300),
+            wait_seconds=_int_env(env, "SMALGOS_DIST_WAIT_SECONDS", 1800),
+            gloo_socket_ifname=env.get("GLOO_SOCKET_IFNAME") or None,
+            inherited=dict(env),
+        )
+
+    def gloo_settings(self, interface: str | None) -> dict[str, str]:
+        """The variables gloo reads, to set before the process group starts: its interface is
+        resourceconfig.json's `network_interface_name` unless GLOO_SOCKET_IFNAME names one."""
+        return {"GLOO_SOCKET_IFNAME": interface} if interface and not self.gloo_socket_ifname else {}
+
+
+@dataclass(frozen=True)
 class ServingEnv:
     """The serving side's environment variables, with their defaults beside them."""
 
@@ -182,6 +216,7 @@ class ServingEnv:
     # SMALGOS_MME_REGISTRY_DIR: where the workers share which models are loaded; default a fresh
     # folder under the temp dir named after the gunicorn master process.
     mme_registry_dir: str | None = None
+    deepar_inference_config: str | None = None  # DEEPAR_INFERENCE_CONFIG (DeepAR batch transform's JSON)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
@@ -204,6 +239,7 @@ class ServingEnv:
             multi_model=_bool_env(env, "SAGEMAKER_MULTI_MODEL"),
             mme_min_available_mb=max(0, _int_env(env, "SMALGOS_MME_MIN_AVAILABLE_MB", 256)),
             mme_registry_dir=env.get("SMALGOS_MME_REGISTRY_DIR") or None,
+            deepar_inference_config=env.get("DEEPAR_INFERENCE_CONFIG") or None,
         )
 
     @property

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Mapping, Protocol
 import numpy as np
 
 from .declaration import Hyperparameter, Hyperparameters
+from .distributed import SOLO, Cluster
 from .errors import ClientError, InputError
 from .maths.inputs import check_fitted, check_labels, checked_features, minibatches
 
@@ -183,10 +184,16 @@ class TestScorer(Protocol):
 class StreamingEstimator(DeclaredEstimator, ABC):
     """A core fitted from a stream of mini-batches. See the module docstring.
 
-    Class attributes: `format_name` / `format_version` (the artifact metadata)."""
+    Class attributes: `format_name` / `format_version` (the artifact metadata), and `cluster`:
+    the job's hosts (`smalgos.distributed.Cluster`). It is `SOLO` (one host: every collective
+    returns its input) unless the training driver, on a job across hosts, sets the one it joined
+    before `begin()`; a core then merges its state through it inside `partial_fit` / `end_epoch` /
+    `finalize`, every host calling the same collectives in the same order, and its `partial_fit`
+    takes 0-row batches (a host whose records ran out) without skipping them."""
 
     format_name: ClassVar[str]
     format_version: ClassVar[int] = 1
+    cluster: ClassVar[Cluster] = SOLO
 
     def passes(self) -> int:
         """Passes over the training data (K-Means: `epochs`; one for the others)."""

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .environment import Paths
+from .environment import ClusterEnv, Paths
 
 
 class LocalJob:
@@ -107,3 +107,67 @@ class PipeFeeder:
             except BrokenPipeError:
                 pass  # the reader closed early
             self.epochs_served += 1
+
+
+class LocalCluster:
+    """`hosts` training hosts on this machine, each with its own `/opt/ml` tree under `base/algo-N`,
+    trained as one job by as many processes (`python -m smalgos.cli train`), which meet on loopback
+    (`SMALGOS_DIST_MASTER_ADDR=127.0.0.1`, as their names `algo-N` resolve nowhere here).
+
+        cluster = LocalCluster(tmp_path, 2)
+        for host, job in zip(cluster.names, cluster.jobs):
+            job.write_config(hps, channels, resources=cluster.resources(host))
+            job.add_file("train", "part.csv", shard_of[host])
+        results = cluster.train("kmeans", timeout=300)   # [(exit code, output), ...] by host
+    """
+
+    def __init__(self, base: Path, hosts: int):
+        self.names = [f"algo-{i + 1}" for i in range(hosts)]
+        self.jobs = [LocalJob(Path(base) / name) for name in self.names]
+
+    def resources(self, host: str) -> dict:
+        return {"current_host": host, "hosts": list(self.names), "network_interface_name": "lo",
+                "current_instance_type": "local"}
+
+    def log_file(self, host: str) -> Path:
+        return self.jobs[self.names.index(host)].paths.base / "train.log"
+
+    def start(self, algorithm: str, env: dict | None = None, port: int | None = None) -> list:
+        """Start every host's training process, its output in `log_file(host)`; return the Popen
+        objects (by host)."""
+        import socket
+        import subprocess
+        import sys
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        inherited = ClusterEnv.from_env().inherited
+        # The hosts share this machine: its cores, and its one GPU (NCCL refuses two ranks on one
+        # device), unless `env` says otherwise.
+        shared_machine = {"SMALGOS_DEVICE": "cpu",
+                          "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(self.jobs)))}
+        procs = []
+        for name, job in zip(self.names, self.jobs):
+            run_env = {**inherited, "SAGEMAKER_BASE_DIR": str(job.paths.base), "SMALGOS_ALGORITHM": algorithm,
+                       "SMALGOS_DIST_MASTER_ADDR": "127.0.0.1", "SMALGOS_DIST_PORT": str(port),
+                       **shared_machine, **(env or {})}
+            with open(self.log_file(name), "w") as out:
+                procs.append(subprocess.Popen([sys.executable, "-m", "smalgos.cli", "train"], env=run_env,
+                                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        return procs
+
+    def train(self, algorithm: str, timeout: float = 600, env: dict | None = None) -> list[tuple[int, str]]:
+        """Run every host to its end: (exit code, output) by host. A host still running after
+        `timeout` seconds is killed (its exit code is then negative)."""
+        import subprocess
+        import time
+        procs = self.start(algorithm, env)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return [(proc.returncode, self.log_file(name).read_text()) for name, proc in zip(self.names, procs)]

@@ -64,3 +64,27 @@ def train_job(algorithm: str, tmp_path, hps, channels, files, pipe=None):
 def serving_client(algo, model_dir):
     """A Flask test client of the serving app over the model in `model_dir`."""
     return create_app(algo, load_model(algo, model_dir), ServingEnv.from_env({})).test_client()
+
+
+def train_on_hosts(algorithm: str, tmp_path, hps: dict, parts: list[bytes], distribution: str,
+                   extra: dict | None = None, env: dict | None = None):
+    """Train `algorithm` as one job of len(parts) hosts (`LocalCluster`, two processes on loopback):
+    host algo-N holds the CSV bytes parts[N-1] as train/part.csv (S3DistributionType
+    `distribution`), and every host each {channel: CSV bytes} of `extra`. Every host must exit 0
+    and only the master write a model. Returns ([each host's log], the master's model folder)."""
+    from smalgos.localjob import LocalCluster
+
+    cluster = LocalCluster(tmp_path, len(parts))
+    channels = {"train": {"ContentType": "text/csv", "S3DistributionType": distribution}}
+    channels.update({name: {"ContentType": "text/csv"} for name in (extra or {})})
+    for host, job, data in zip(cluster.names, cluster.jobs, parts):
+        job.write_config(hps, channels, resources=cluster.resources(host))
+        job.add_file("train", "part.csv", data)
+        for name, blob in (extra or {}).items():
+            job.add_file(name, f"{name}.csv", blob)
+    results = cluster.train(algorithm, timeout=300, env=env)
+    for (code, log), job in zip(results, cluster.jobs):
+        assert code == 0, (job.failure, log[-3000:])
+    for job in cluster.jobs[1:]:
+        assert not any(job.paths.model_dir.iterdir()), "a host other than the master wrote a model"
+    return [log for _, log in results], cluster.jobs[0].paths.model_dir

@@ -44,6 +44,11 @@ class Batch:
         return Batch(self.features[start:stop], None if self.labels is None else self.labels[start:stop],
                      None if self.weights is None else self.weights[start:stop])
 
+    def take(self, rows: np.ndarray) -> "Batch":
+        """The records at the indices `rows`, in that order."""
+        return Batch(self.features[rows], None if self.labels is None else self.labels[rows],
+                     None if self.weights is None else self.weights[rows])
+
     @staticmethod
     def concat(batches: list["Batch"]) -> "Batch":
         if not batches:

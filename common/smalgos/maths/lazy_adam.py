@@ -17,7 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from .device import to_numpy
 
 BETA1, BETA2 = 0.9, 0.999
 DEFAULT_EPS = 1e-8
@@ -67,3 +70,25 @@ class LazyAdam:
                 group.param.copy_(w)
             else:
                 group.m[rows], group.v[rows], group.param[rows] = m, v, w
+
+
+def summed_across_hosts(cluster, grads: dict[str, tuple[torch.Tensor | None, torch.Tensor]], records: int
+                        ) -> tuple[dict[str, tuple[torch.Tensor | None, torch.Tensor]], int]:
+    """`LazyAdam.step`'s gradients summed over every host, with every host's `records`: a table's
+    rows become the union of the rows every host touched (sorted: the same on every host), each
+    host's gradient rows added at their place in it; a dense gradient (rows None) is summed whole.
+    Two exchanges: the rows (one gather for every table), then the gradients (one flat sum)."""
+    names = [name for name, (rows, _) in grads.items() if rows is not None]
+    tagged = np.concatenate([np.zeros((0, 2), np.int64)] + [
+        np.stack([np.full(len(grads[name][0]), i, np.int64), to_numpy(grads[name][0]).astype(np.int64)], 1)
+        for i, name in enumerate(names)])
+    everyone = np.concatenate(cluster.gather(tagged))
+    summed = dict(grads)
+    for i, name in enumerate(names):
+        rows, grad = grads[name]
+        union = torch.from_numpy(np.unique(everyone[everyone[:, 0] == i, 1])).to(grad.device)
+        full = torch.zeros((len(union),) + tuple(grad.shape[1:]), dtype=grad.dtype, device=grad.device)
+        summed[name] = (union, full.index_add_(0, torch.searchsorted(union, rows), grad))
+    count = torch.tensor([float(records)])
+    cluster.sum_tensors_([grad for _, grad in summed.values()] + [count])
+    return summed, int(round(float(count[0])))

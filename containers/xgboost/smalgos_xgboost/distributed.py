@@ -14,28 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import time
 from typing import Callable, Iterator, TypeVar
 
+from smalgos.distributed import resolve
 from smalgos.environment import XGBoostEnv
 from smalgos.errors import ClientError, PlatformError
 
 log = logging.getLogger("smalgos")
 T = TypeVar("T")
-
-
-def resolve(host: str, wait: float) -> str:
-    """The host's address; in a cluster a peer's name may take a moment to appear in DNS (waits
-    up to `wait` seconds)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return socket.gethostbyname(host)
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise PlatformError(f"Cannot resolve host {host!r} to reach the other hosts: {exc}") from None
-            time.sleep(1)
 
 
 @contextlib.contextmanager
