@@ -19,6 +19,12 @@ Lloyd's reduction. Usable from a notebook with numpy arrays or scipy CSR matrice
    best of 10 trials lands about 2 % lower than Lloyd's alone (bench/bench_kmeans.py).
 
 The same torch code runs on CPU or CUDA (`device`). A fixed `random_state` gives the same model.
+
+Across hosts (`self.cluster`, set by the training driver) every host holds the same centres at
+every step: they are seeded from the hosts' first mini-batches gathered in host order (the same
+seed everywhere), each mini-batch's per-centre counts and sums are summed over the hosts before
+the update, which every host then applies alike, and the reduction to k runs on every host on the
+same weighted centres (the master's answer is broadcast, so that the hosts agree to the bit).
 """
 
 from __future__ import annotations
@@ -283,20 +289,29 @@ class WebScaleKMeans(StreamingEstimator):
         self._centers = x[rows].clone()
         self._weights = torch.zeros(K, dtype=torch.float64, device=x.device)
 
+    def _summed(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors summed over the job's hosts (float64 kept), on this host's device."""
+        return [torch.from_numpy(a).to(t.device) for a, t in zip(self.cluster.sum(*map(to_numpy, tensors)), tensors)]
+
     def partial_fit(self, xb) -> "WebScaleKMeans":
-        """Fold one mini-batch into the K streaming centres (the first one also seeds them)."""
+        """Fold one mini-batch into the K streaming centres (the first one also seeds them). Across
+        hosts every host's mini-batch of this step counts (an empty one too: it takes part)."""
         x = as_dense(conform_width(as_float32(xb), self.n_features_in_, "the mini-batch"), self._device)
         n = x.shape[0]
-        if n == 0:
+        several = self.cluster.several
+        if n == 0 and not several:
             return self
         if self._centers is None:
-            self._init_centers(x)
+            first = torch.from_numpy(np.concatenate(self.cluster.gather(to_numpy(x)))).to(x.device) if several else x
+            self._init_centers(first)
         K = self._centers.shape[0]
-        if self.half_life_time_size > 0:
-            self._weights *= 0.5 ** (n / self.half_life_time_size)
         idx, d2 = nearest(x, self._centers)
-        counts = torch.bincount(idx, minlength=K).to(torch.float64)
-        sums = torch.zeros_like(self._centers).index_add_(0, idx, x).to(torch.float64)
+        own_counts = torch.bincount(idx, minlength=K).to(torch.float64)
+        own_sums = torch.zeros_like(self._centers).index_add_(0, idx, x).to(torch.float64)
+        counts, sums = self._summed(own_counts, own_sums) if several else (own_counts, own_sums)
+        if self.half_life_time_size > 0:
+            batch = int(counts.sum()) if several else n
+            self._weights *= 0.5 ** (batch / self.half_life_time_size)
         total = self._weights + counts
         hit = counts > 0
         c_old = self._centers[hit].to(torch.float64)
@@ -308,8 +323,8 @@ class WebScaleKMeans(StreamingEstimator):
             self._epoch_counts = torch.zeros(K, dtype=torch.float64, device=x.device)
             self._epoch_sums = torch.zeros((K, x.shape[1]), dtype=torch.float64, device=x.device)
             self._epoch_sq = torch.zeros(K, dtype=torch.float64, device=x.device)
-        self._epoch_counts += counts
-        self._epoch_sums += sums
+        self._epoch_counts += own_counts
+        self._epoch_sums += own_sums
         self._epoch_sq.index_add_(0, idx, (x.to(torch.float64) ** 2).sum(1))
         self._epoch_n += n
         return self
@@ -356,10 +371,15 @@ class WebScaleKMeans(StreamingEstimator):
                 if loss < best_loss:
                     best, best_loss = c, loss
             final = best
+        if self.cluster.several:
+            final = torch.from_numpy(self.cluster.broadcast(to_numpy(final))).to(centers.device)
         self.cluster_centers_ = to_numpy(final, np.float32)
         total_w = float(w.sum()) if len(w) else 1.0
         self.local_msd_ = best_loss / total_w
         n, counts, sums, sq = self._last_epoch
+        if self.cluster.several:  # the job's last epoch: every host's records
+            n_all, counts, sums, sq = self._summed(torch.tensor([float(n)], dtype=torch.float64), counts, sums, sq)
+            n = int(n_all[0])
         if n:
             # The last epoch's points, each scored against the final centre of the streaming centre
             # it joined: Σ|x - f|² = Σ|x|² - 2 f·Σx + n|f|² (an upper bound of the true ssd).

@@ -11,6 +11,11 @@ FAISS index is built over the sample: `faiss.Flat` (exact), `faiss.IVFFlat` (inv
 `faiss.IVFPQ` (inverted lists + product quantisation, L2 only). `COSINE` normalises vectors and
 searches by inner product.
 
+Across hosts each host samples its own records (up to `sample_size`); at `finalize` the hosts'
+record counts decide how many of the `sample_size` each gives (`ReservoirSampler.gathered`: a
+uniform sample of all the records, as one host's), the samples and labels are gathered, and every
+host builds the same index over them (the master's is saved).
+
 Inference: the k nearest sampled records; a classifier answers the most frequent label among them
 (ties go to the smallest label, as scikit-learn's `KNeighborsClassifier`), a regressor their mean.
 Distances are the index's own: squared Euclidean for `L2`, inner products for `INNER_PRODUCT`,
@@ -37,6 +42,7 @@ import scipy.sparse as sp
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.distributed import host_seed
 from smalgos.declaration import AUTO
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
@@ -126,6 +132,27 @@ class ReservoirSampler:
             raise ValueError("no records were seen")
         return np.concatenate(self._chunks_x), np.concatenate(self._chunks_y)
 
+    def gathered(self, cluster, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(records, labels, records seen) of one uniform sample of `size` rows over every host's
+        stream, the same on every host (a host's rows in rank order). How many rows each host
+        gives is drawn from the multivariate hypergeometric law of the hosts' record counts (the
+        same draw on every host, from `seed`), and each host gives a uniform subset of its own
+        sample: together a uniform sample without replacement of all the records, as one host's.
+        A host that saw no records gives none. On one host: `sample()` as it is."""
+        counts = np.concatenate(cluster.gather(np.array([self.seen], dtype=np.int64)))
+        total = int(counts.sum())
+        if total == 0:
+            raise ValueError("no records were seen")
+        x, y = self.sample() if self.seen else (np.empty((0, dim), np.float32), np.empty(0, np.float32))
+        if self.size is not None and total > self.size:
+            share = int(np.random.default_rng(seed).multivariate_hypergeometric(counts, self.size)[cluster.rank])
+            if share < x.shape[0]:
+                keep = np.sort(self.rng.choice(x.shape[0], share, replace=False))
+                x, y = x[keep], y[keep]
+        if cluster.several:
+            x, y = np.concatenate(cluster.gather(x)), np.concatenate(cluster.gather(y))
+        return x, y, total
+
 
 class KNearestNeighbors(StreamingEstimator):
     """SageMaker k-NN's model. See the module docstring.
@@ -174,7 +201,9 @@ class KNearestNeighbors(StreamingEstimator):
         if self.dimension_reduction_type is not None:
             self.projection_ = RandomProjection.draw(self.dimension_reduction_type, n_features,
                                                      self._reduction_target(n_features), self.random_state)
-        self._sampler = ReservoirSampler(self.sample_size, seed=self.random_state)
+        # Each host draws its own stream of random numbers (host 1's is a single host's).
+        rank = self.cluster.rank
+        self._sampler = ReservoirSampler(self.sample_size, seed=host_seed(self.random_state, rank))
 
     def _reduction_target(self, n_features: int) -> int:
         """The dimension records are projected to. For `faiss.IVFPQ` with a `faiss_index_pq_m` that
@@ -224,8 +253,7 @@ class KNearestNeighbors(StreamingEstimator):
         return max(fitting) if fitting else 1
 
     def finalize(self) -> "KNearestNeighbors":
-        x, y = self._sampler.sample()
-        self.n_samples_seen_ = self._sampler.seen
+        x, y, self.n_samples_seen_ = self._sampler.gathered(self.cluster, self.index_dim_, self.random_state)
         self._sampler = None
         faiss = _faiss()
         n, dim = x.shape

@@ -23,6 +23,14 @@ feature_dim) (zeros when `subtract_mean` is false). Projection = (x − mean)·v
 significant component is the last element, as in AWS's responses. Singular values are those of
 the centred data matrix (as scikit-learn's `singular_values_`); each column's sign is fixed so
 that its largest-magnitude entry is positive.
+
+Across hosts (`self.cluster`, set by the training driver) the hosts agree on the shift at the
+first mini-batch (the mean of their first mini-batches together; none if any host's is sparse),
+accumulate their own records, and at `finalize` merge the summaries: the moment sums n, Σx and
+Σxᵀx are summed (``regular``: the exact scatter matrix of all the records), and the hosts'
+Frequent Directions sketches, gathered in host order, are shrunk together into one (sketches are
+mergeable: the merged one has the error bound of one sketch of all the rows). Every host then
+decomposes the same summary.
 """
 
 from __future__ import annotations
@@ -121,6 +129,8 @@ class StreamingPCA(StreamingEstimator):
 
     def partial_fit(self, xb) -> "StreamingPCA":
         xb = conform_width(as_float32(xb), self.n_features_in_, "the mini-batch")
+        if self._shift is None and self.cluster.several:  # every host's first step, empty or not
+            self._shift = self._shared_shift(xb)
         if xb.shape[0] == 0:
             return self
         dev = self._device
@@ -148,7 +158,32 @@ class StreamingPCA(StreamingEstimator):
         self.n_samples_seen_ += xb.shape[0]
         return self
 
+    def _shared_shift(self, xb) -> torch.Tensor:
+        """The shift of a job across hosts: the mean of the hosts' first mini-batches together, or
+        zero when the mean is not subtracted or any host's first mini-batch is sparse."""
+        sparse = sp.issparse(xb) and xb.shape[0] > 0
+        dense_sum = np.zeros(self.n_features_in_) if sparse else np.asarray(xb, dtype=np.float64).sum(0)
+        total, counts = self.cluster.sum(dense_sum, np.array([xb.shape[0], sparse], dtype=np.float64))
+        zero = not self.subtract_mean or counts[1] > 0 or counts[0] == 0
+        return torch.from_numpy(np.zeros_like(total) if zero else total / counts[0]).to(self._device)
+
+    def _merge_hosts(self) -> None:
+        """Every host's summary becomes the job's: the sums of n, Σx and Σxᵀx, or the merged sketch."""
+        dev = self._device
+        n, s1 = self.cluster.sum(np.array([self.n_samples_seen_], dtype=np.int64), to_numpy(self._sum))
+        self.n_samples_seen_, self._sum = int(n[0]), torch.from_numpy(s1).to(dev)
+        if self.algorithm_mode == "regular":
+            self._scatter = torch.from_numpy(self.cluster.sum(to_numpy(self._scatter))[0]).to(dev)
+            return
+        sketches = self.cluster.gather(to_numpy(self._sketch))
+        shrunk = self.cluster.sum(np.array([self._shrunk]))[0]
+        self._sketch, self._shrunk = torch.zeros((0, self.n_features_in_), dtype=F64, device=dev), float(shrunk[0])
+        for sketch in sketches:
+            self._sketch_rows(torch.from_numpy(sketch).to(dev))
+
     def finalize(self) -> "StreamingPCA":
+        if self.cluster.several:
+            self._merge_hosts()
         n = self.n_samples_seen_
         if n == 0:
             raise InputError("no records were seen")

@@ -79,6 +79,25 @@ class Reservoirs:
         self.keys[tree_out, slot_out] = candidates[tree_in, kept[tree_in, col_in] - size]
         self.points[tree_out, slot_out] = x[record]
 
+    def gathered(self, cluster, seed) -> "Reservoirs":
+        """Every host's reservoirs as one, the same on every host: per tree the `size` records of
+        smallest keys among all the hosts' (bottom-k samples merge exactly: the result is a uniform
+        sample of all the records, as one host's, when each host drew its own keys). Its `rng`,
+        which then grows the trees, starts from `seed` on every host. On one host: these
+        reservoirs, their rng going on."""
+        if not cluster.several:
+            return self
+        size = self.keys.shape[1]
+        keys = np.concatenate(cluster.gather(self.keys), axis=1)  # (trees, hosts * size), in rank order
+        points = np.concatenate(cluster.gather(self.points), axis=1)
+        kept = np.sort(np.argpartition(keys, size - 1, axis=1)[:, :size], axis=1)
+        merged = Reservoirs.__new__(Reservoirs)
+        merged.rng = np.random.default_rng(seed)
+        merged.keys = np.take_along_axis(keys, kept, 1)
+        merged.points = np.take_along_axis(points, kept[:, :, None], 1)
+        merged.seen = int(cluster.sum(np.array([self.seen], dtype=np.int64))[0][0])
+        return merged
+
     def samples(self) -> np.ndarray:
         """(trees, m, d): each tree's sample, m = min(records seen, size) (the same for every tree)."""
         m = min(self.seen, self.keys.shape[1])

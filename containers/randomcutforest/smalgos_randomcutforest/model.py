@@ -12,6 +12,11 @@ numpy arrays or scipy CSR matrices:
    open RCF library).
 
 A fixed `random_state` gives the same forest for the same records in the same mini-batches.
+
+Across hosts each host fills every tree's reservoir from its own records (its own random keys);
+at `finalize` the reservoirs are gathered and merged (`forest.Reservoirs.gathered`: per tree the
+smallest keys of all, a uniform sample of all the records) and every host grows the same forest
+from them with the same seed (the master's is saved).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
+from smalgos.distributed import host_seed
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.inputs import as_float32, check_labels, conform_width
@@ -68,8 +74,9 @@ class RandomCutForest(StreamingEstimator):
     def begin(self, n_features: int) -> None:
         """Start a fit on records of `n_features` features."""
         self.validated_parameters(feature_dim=n_features)
+        rank = self.cluster.rank  # each host draws its own keys (host 1's are a single host's)
         self._reservoirs = Reservoirs(int(self.num_trees), int(self.num_samples_per_tree), int(n_features),
-                                      np.random.default_rng(self.random_state))
+                                      np.random.default_rng(host_seed(self.random_state, rank)))
         self._width = int(n_features)
 
     def partial_fit(self, X, y=None) -> "RandomCutForest":
@@ -78,8 +85,10 @@ class RandomCutForest(StreamingEstimator):
         return self
 
     def finalize(self) -> "RandomCutForest":
-        """Grow one random cut tree per reservoir sample; sets `forest_`."""
-        reservoirs = self._reservoirs
+        """Grow one random cut tree per reservoir sample (with several hosts, of the hosts'
+        gathered samples: every host grows the same forest); sets `forest_`."""
+        # Several hosts grow with a stream none of them sampled with (ranks are 0 .. size - 1).
+        reservoirs = self._reservoirs.gathered(self.cluster, seed=[self.random_state, self.cluster.size])
         if reservoirs.seen == 0:
             raise InputError("no records were seen")
         samples = reservoirs.samples()
