@@ -9,7 +9,9 @@ Two parts:
 * Streaming accumulators (numpy) for the final metrics of one model on one channel:
   `BinaryMetrics`, `MulticlassMetrics`, `RegressionMetrics`. Feed them batch by batch and read
   `result()`, a dict from AWS's metric token (`binary_classification_accuracy`, `binary_f_1.000`,
-  `multiclass_top_k_accuracy_3`, `mse`, ...) to value.
+  `multiclass_top_k_accuracy_3`, `mse`, ...) to value. On several hosts each feeds its part of
+  the channel, then `merge(cluster)` (every host: a `smalgos.distributed.Cluster`) makes every
+  host's accumulator that of the whole channel.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def f_token(prefix: str, beta: float) -> str:
 
 
 class _Objective:
+    _sums: tuple[str, ...] = ()  # accumulated numbers (summed over the hosts)
+    _rows: tuple[str, ...] = ()  # lists of per-record arrays (gathered from the hosts)
+
     def __init__(self, objective: str):
         self.objective = objective
         self.loss_sum = 0.0
@@ -122,8 +127,27 @@ class _Objective:
     def objective_value(self) -> float:
         return self.loss_sum / max(self.count, 1)
 
+    def merge(self, cluster) -> None:
+        """Every host's records in this accumulator: the numbers summed, the rows gathered."""
+        if not cluster.several:
+            return
+        names = ("loss_sum", "count", *self._sums)
+        totals = cluster.sum(*[np.asarray(getattr(self, name), dtype=np.float64) for name in names])
+        for name, total in zip(names, totals):
+            old = getattr(self, name)
+            total = total.reshape(np.shape(old))
+            setattr(self, name, total.astype(old.dtype) if isinstance(old, np.ndarray) else type(old)(total))
+        if not self.count:  # no host has a record (the same answer on every host)
+            return
+        for name in self._rows:
+            parts = getattr(self, name)
+            rows = np.concatenate(cluster.gather(np.concatenate(parts) if parts else np.zeros(0, np.float32)))
+            setattr(self, name, [rows] if len(rows) else [])
+
 
 class BinaryMetrics(_Objective):
+    _rows = ("scores", "labels")
+
     def __init__(self, objective: str, threshold: float, beta: float):
         super().__init__(objective)
         self.threshold = threshold
@@ -163,6 +187,8 @@ class BinaryMetrics(_Objective):
 
 
 class MulticlassMetrics(_Objective):
+    _sums = ("confusion", "top_k_hits", "dcg_sum", "log_loss_sum", "n")
+
     def __init__(self, objective: str, num_classes: int, top_k: int, beta: float):
         super().__init__(objective)
         self.num_classes = num_classes
@@ -215,6 +241,8 @@ class MulticlassMetrics(_Objective):
 
 
 class RegressionMetrics(_Objective):
+    _sums = ("se", "ae", "n")
+
     def __init__(self, objective: str):
         super().__init__(objective)
         self.se = 0.0

@@ -47,7 +47,8 @@ How training goes (AWS's description of Linear Learner, with our choices where A
 
 Where the code is: `trainer.py` (steps 1 and 2, and the epoch loop), `optimizers.py` (step 3),
 `selection.py` (steps 4 and 5), `checkpoints.py` (managed spot training), `inputs.py` (checks on
-the records read); this module is the estimator.
+the records read), `hosts.py` (what several hosts merge to train as one job: set `cluster`, a
+`smalgos.distributed.Cluster`, before `fit_stream`); this module is the estimator.
 
 Scores (AWS's `score` field): binary logistic -> P(y=1); binary hinge -> the raw margin (the
 threshold is calibrated in margin units, 0 under `loss_function`); multiclass -> softmax
@@ -79,6 +80,7 @@ import numpy as np
 import torch
 
 from smalgos.declaration import AUTO
+from smalgos.distributed import SOLO
 from smalgos.errors import InputError
 from smalgos.estimator import DeclaredEstimator, read_metadata
 from smalgos.maths.inputs import check_labels, checked_features, conform_width
@@ -134,6 +136,7 @@ class LinearLearner(DeclaredEstimator):
     notebook_defaults = {"predictor_type": "binary_classifier"}
     uses_labels = True
     fitted_attribute = "coef_"
+    cluster = SOLO  # the hosts training together (train.py sets it for a job across hosts)
 
     def _resolve_parameters(self) -> dict:
         """Validate with the declaration (the one source of ranges and cross checks), resolve `auto`."""
@@ -192,7 +195,7 @@ class LinearLearner(DeclaredEstimator):
         resumes from it (SageMaker managed spot training)."""
         hp = self._resolve_parameters()
         device = _pick_device(self.device)
-        trainer = _Trainer(hp, device, self.random_state)
+        trainer = _Trainer(hp, device, self.random_state, self.cluster)
         trainer.prepare(train)
         with cpu_threads_for(trainer.batch_work, device):
             trainer.run(train, validation, callback=callback, should_stop=should_stop or (lambda: False),
@@ -305,8 +308,11 @@ class LinearLearner(DeclaredEstimator):
 
     # -- evaluation ------------------------------------------------------------------------------
 
-    def evaluate(self, source: EpochSource | tuple) -> dict:
+    def evaluate(self, source: EpochSource | tuple, hosts=None) -> dict:
         """Final metrics of the fitted model on a channel (epoch source) or on `(X, y)`.
+
+        `hosts`: the `Cluster` whose hosts each score their part of the channel, for metrics of
+        the whole channel on every host (default: `cluster`; `SOLO`: this host's records alone).
 
         Returns AWS's tokens: the objective (e.g. `mse_objective`), and per predictor type
         binary_classification_accuracy, binary_f_<beta>, precision, recall, roc_auc_score /
@@ -337,6 +343,7 @@ class LinearLearner(DeclaredEstimator):
             else:
                 per = loss_fn(zt, torch.from_numpy(labels).view(-1, 1), **self.loss_params_)
             acc.update(scores, labels, per.numpy().ravel())
+        acc.merge(self.cluster if hosts is None else hosts)
         return acc.result()
 
     # -- persistence -----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every epoch each model gets a criterion value, "higher is better" (`Criterion`, 
 binary classifiers by `binary_classifier_model_selection_criteria` at the best threshold
 (`evaluation.calibrate`) over up to `num_calibration_samples` records, other predictors by their
 loss; on the validation channel, else on the training sample. `BestModels` keeps each model's best
-epoch (ties go to the lower loss), decides early stopping, and picks the final model.
+epoch (ties go to the lower loss), decides early stopping, and picks the final model. On several
+hosts each judges its records and the judgement is merged (`_judged`): the same on every host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from . import losses as L
 from .evaluation import THRESHOLD_CRITERIA, calibrate, criterion_token
+from .hosts import gathered, share, summed
 
 if TYPE_CHECKING:
     from .model import EpochSource
@@ -61,26 +63,24 @@ class Criterion:
 
 @torch.no_grad()
 def score_source(trainer: _Trainer, source: EpochSource):
-    """(loss per model in label units, criterion values, thresholds) on a channel; Nones if empty."""
+    """(loss per model in label units, criterion values, thresholds) on a channel (this host's
+    part of it); Nones if empty (on every host)."""
     crit = trainer.criterion
     loss_sum = torch.zeros(trainer.m, dtype=torch.float64, device=trainer.device)
     n = 0
     kept = 0
+    quota = share(crit.num_cal, trainer.cluster)
     scores_list, labels_list = [], []
     for X, y, _ in trainer.batches(source, "validation data", max(trainer.batch_size, EVAL_BLOCK)):
         z, yt, losses = trainer.outputs(X, y)
         loss_sum += losses.double().sum(0)
         n += X.shape[0]
-        if crit.calibrated and kept < crit.num_cal:
-            take = min(crit.num_cal - kept, X.shape[0])
+        if crit.calibrated and kept < quota:
+            take = min(quota - kept, X.shape[0])
             scores_list.append(crit.scores(z[:take]))
             labels_list.append(yt[:take, 0])
             kept += take
-    if n == 0:
-        return None, None, None
-    loss_mean = (loss_sum / n).cpu().numpy()
-    values, thresholds = crit.judge(scores_list, labels_list, loss_mean)
-    return loss_mean, values, thresholds
+    return _judged(trainer, loss_sum, n, scores_list, labels_list)
 
 
 @torch.no_grad()
@@ -89,9 +89,23 @@ def score_sample(trainer: _Trainer):
     crit = trainer.criterion
     X, y = trainer.sample
     z, yt, losses = trainer.outputs(X, y)
-    loss_mean = losses.double().mean(0).cpu().numpy()
-    take = min(crit.num_cal, X.shape[0])
+    take = min(share(crit.num_cal, trainer.cluster), X.shape[0])
     scores_list, labels_list = ([crit.scores(z[:take])], [yt[:take, 0]]) if crit.calibrated else ([], [])
+    return _judged(trainer, losses.double().sum(0), X.shape[0], scores_list, labels_list)
+
+
+def _judged(trainer: _Trainer, loss_sum: torch.Tensor, n: int, scores_list, labels_list):
+    """(mean loss, criterion values, thresholds) from every host's loss sums over its `n`
+    records and its calibration scores; Nones when no host has a record."""
+    cluster = trainer.cluster
+    crit = trainer.criterion
+    loss_sum, count = summed(cluster, loss_sum.cpu().numpy(), [n])
+    if count[0] == 0:
+        return None, None, None
+    if crit.calibrated:
+        scores_list = gathered(cluster, scores_list, (trainer.m,), trainer.device)
+        labels_list = gathered(cluster, labels_list, (), trainer.device)
+    loss_mean = loss_sum / count[0]
     values, thresholds = crit.judge(scores_list, labels_list, loss_mean)
     return loss_mean, values, thresholds
 

@@ -12,15 +12,22 @@ Lines printed, in AWS's shapes (spec §1.3, §2.4):
     #quality_metric: host=algo-1, train|validation|test <metric> <loss|score>=... final model
     #validation_score (algo-1) : ('<metric>', v)   /   #test_score (algo-1) : ('<metric>', v)
 Per-epoch values are those of the best of the parallel models.
+
+On several hosts (`smalgos.distributed.joined`) the hosts train as one job (what they merge:
+`hosts.py`): each reads its slice of the train and validation channels (`ChannelInput.sliced`),
+every host prints its own lines (`host=algo-N`) with the values of the whole channels, merged
+(the same on every host, as the model is), and the master alone saves the model and scores `test`.
 """
 
 from __future__ import annotations
 
 import time
 
+from smalgos.distributed import SOLO, joined
 from smalgos.maths.inputs import check_finite
 
 from .model import EVAL_BLOCK, EpochReport, LinearLearner
+from .trainer import _pick_device
 
 
 def train(job) -> None:
@@ -31,14 +38,18 @@ def train(job) -> None:
         log.info("Automatic model tuning (objective %s): training one model (num_models=1)",
                  hp["_tuning_objective_metric"])
         hp["num_models"] = 1
-    resources = job.resources
-    if len(resources.hosts) > 1:
-        log.warning("Multi-host training: each host trains on the data it receives; the model of the "
-                    "master host (%s) is the job's model", resources.hosts[0])
-
     estimator = LinearLearner.from_hyperparameters(hp)
+    several = job.resources.num_hosts > 1
+    with joined(job.resources, want_cuda=several and _pick_device(estimator.device).type == "cuda") as cluster:
+        estimator.cluster = cluster
+        _train(job, hp, estimator, started)
+
+
+def _train(job, hp: dict, estimator: LinearLearner, started: float) -> None:
+    log, cluster = job.log, estimator.cluster
     mini_batch = int(hp["mini_batch_size"])
-    train_ch = job.channels["train"]
+    block = max(mini_batch, EVAL_BLOCK)
+    train_ch = job.channels["train"].sliced(cluster.rank, cluster.size)
     val_ch = job.channels.get("validation")
     test_ch = job.channels.get("test")
     # Features are checked finite as each channel decodes them, so that a message names the file
@@ -46,7 +57,8 @@ def train(job) -> None:
     train_source = lambda: train_ch.batches(mini_batch, check=check_finite)  # noqa: E731
     val_source = None
     if val_ch is not None:
-        val_source = lambda: val_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite)  # noqa: E731
+        val_ch = val_ch.sliced(cluster.rank, cluster.size)
+        val_source = lambda: val_ch.batches(block, check=check_finite)  # noqa: E731
 
     metrics = job.metrics
     host = metrics.host
@@ -78,21 +90,26 @@ def train(job) -> None:
     if job.should_stop():
         log.warning("Stopped before the last epoch: saving the best model so far")
 
-    if resources.is_master:
+    if cluster.is_master:
         estimator.save(job.model_dir)
         log.info("Saved the model to %s", job.model_dir)
+    else:
+        log.info("Host %s is not the master (%s): the model is written by the master only", cluster.host,
+                 cluster.hosts[0])
     if job.should_stop():
         return
 
-    _report(estimator, "train", lambda: train_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite), metrics,
-            summary=False)
+    _report(estimator, "train", lambda: train_ch.batches(block, check=check_finite), metrics, summary=False)
     if val_source is not None:
         _report(estimator, "validation", val_source, metrics, summary=True)
-    if test_ch is not None:
-        _report(estimator, "test", lambda: test_ch.batches(max(mini_batch, EVAL_BLOCK), check=check_finite), metrics,
-                summary=True)
-    else:
+    if test_ch is None:
         log.info("Test data is not provided.")
+    elif cluster.is_master:
+        _report(estimator, "test", lambda: test_ch.batches(block, check=check_finite), metrics, summary=True,
+                hosts=SOLO)
+    else:
+        log.info("Host %s leaves the test channel to the master (%s), which scores it", cluster.host,
+                 cluster.hosts[0])
     metrics.metrics_json("training", {
         "epochs": float(estimator.epochs_trained_),
         "update.time": 1e3 * (trained - started),
@@ -100,8 +117,8 @@ def train(job) -> None:
     }, start=started)
 
 
-def _report(estimator: LinearLearner, channel: str, source, metrics, summary: bool) -> None:
-    results = estimator.evaluate(source)
+def _report(estimator: LinearLearner, channel: str, source, metrics, summary: bool, hosts=None) -> None:
+    results = estimator.evaluate(source, hosts)
     if summary:
         for name, value in results.items():
             metrics.score_summary(channel, name, value)

@@ -23,11 +23,13 @@ import scipy.sparse as sp
 import torch
 
 from smalgos.declaration import AUTO
+from smalgos.distributed import SOLO
 from smalgos.errors import InputError
 from smalgos.maths.inputs import check_features, check_labels
 
 from . import losses as L
 from .checkpoints import restore_checkpoint, save_checkpoint
+from .hosts import disagreement, merge_gradients_, pooled, pooled_variance, share, summed
 from .inputs import LINEAR_LEARNER, TRAINING_DATA, _blocks, _read_first
 from .optimizers import AUTO_SCHEDULER_STEP, Optimizer, paced_scheduler_step, state_copies
 from .selection import BestModels, Criterion, EpochScores, score_epoch
@@ -103,10 +105,11 @@ class _Pass:
 
 class _Trainer:
     """Holds the tensors of one training run: parameters of all models (`W`, `b`), the optimiser
-    state (`optimizer`), best copies (`best`)."""
+    state (`optimizer`), best copies (`best`); `cluster` the hosts it trains with (`hosts.py`)."""
 
-    def __init__(self, hp: dict, device: torch.device, seed: int):
+    def __init__(self, hp: dict, device: torch.device, seed: int, cluster=SOLO):
         self.hp = hp
+        self.cluster = cluster
         self.device = device
         self.seed = seed
         self.predictor = hp["predictor_type"]
@@ -125,16 +128,20 @@ class _Trainer:
 
     def prepare(self, train: EpochSource) -> None:
         hp = self.hp
-        n_scaler = int(hp["num_point_for_scaler"])
-        n_sample = max(n_scaler, min(self.criterion.num_cal, CALIBRATION_SAMPLE_CAP))
+        cluster = self.cluster
+        n_scaler = share(hp["num_point_for_scaler"], cluster)
+        n_sample = max(n_scaler, share(min(self.criterion.num_cal, CALIBRATION_SAMPLE_CAP), cluster))
         fd = hp["feature_dim"]
         self.d = None if fd == AUTO else int(fd)
         sample = _read_first(train, n_sample, self.d)
-        if sample is None:
-            raise InputError("The train channel holds no records")
+        rows, width = (0, 0) if sample is None else (sample[0].shape[0], sample[0].shape[1])
+        if self.d is None:  # one host: its first batch's width; several: the widest host's
+            self.d = int(cluster.max(width))
+        if int(summed(cluster, [rows])[0][0]) == 0:
+            raise InputError("The train channel holds no records" + (" on any host" if cluster.several else ""))
+        if sample is None:  # this host has no records: it takes part with none
+            sample = (np.zeros((0, self.d), dtype=np.float32), np.zeros(0, dtype=np.float32))
         X, y = sample
-        if self.d is None:
-            self.d = X.shape[1]
         X = check_features(X, self.d, TRAINING_DATA, widen_sparse=True)
         self._check_memory()
         y = check_labels(y, TRAINING_DATA, predictor=self.predictor, num_classes=self.num_classes,
@@ -149,26 +156,31 @@ class _Trainer:
     def _fit_scaler(self, X, y) -> None:
         hp = self.hp
         d = self.d
-        if sp.issparse(X):
+        if X.shape[0] == 0:
+            mean = sq = np.zeros(d)
+        elif sp.issparse(X):
             mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
             sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
         else:
             X64 = np.asarray(X, dtype=np.float64)
             mean = X64.mean(axis=0)
             sq = (X64 * X64).mean(axis=0)
+        n, (mean, sq) = pooled(self.cluster, X.shape[0], mean, sq)
         std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
         std[~(std > 1e-12)] = 1.0
         self.scaler_std = std if hp["normalize_data"] else np.ones(d)
         self.scaler_mean = mean if hp["unbias_data"] else np.zeros(d)
         y64 = y.astype(np.float64)
-        lmean, lstd = (float(y64.mean()), float(y64.std())) if len(y64) else (0.0, 1.0)
+        lmean, lvar = (float(y64.mean()), float(y64.var())) if len(y64) else (0.0, 0.0)
+        _, lmean, lvar = pooled_variance(self.cluster, len(y64), lmean, lvar)
+        lstd = float(np.sqrt(lvar)) if n else 1.0
         if not lstd > 1e-12:
             lstd = 1.0
         self.label_mean = lmean if hp["unbias_label"] else 0.0
         self.label_std = lstd if hp["normalize_label"] else 1.0
         regressor = self.predictor == "regressor"
         log.info("Scaling model computed with parameters: %s", json.dumps({
-            "num_points": int(X.shape[0]), "normalize_data": bool(hp["normalize_data"]),
+            "num_points": int(n), "normalize_data": bool(hp["normalize_data"]),
             "unbias_data": bool(hp["unbias_data"]), "mean_label": self.label_mean if regressor else None,
             "stdev_label": self.label_std if regressor else None}))
         # loss parameters in training (normalised label) units and in label units for reports
@@ -182,13 +194,13 @@ class _Trainer:
         hp = self.hp
         self.balanced_weight = 1.0
         if self.binary:
-            pos = float(np.sum(y > 0.5))
-            neg = float(len(y) - pos)
+            pos, n = (float(v[0]) for v in summed(self.cluster, [np.sum(y > 0.5)], [len(y)]))
+            neg = n - pos
             self.balanced_weight = neg / pos if pos > 0 and neg > 0 else 1.0
         self.class_weight = None
         if self.multiclass and hp["balance_multiclass_weights"]:
-            counts = np.bincount(y.astype(np.int64), minlength=self.k).astype(np.float64)
-            w = np.where(counts > 0, len(y) / (self.k * np.maximum(counts, 1)), ABSENT_CLASS_WEIGHT)
+            counts = summed(self.cluster, np.bincount(y.astype(np.int64), minlength=self.k))[0]
+            w = np.where(counts > 0, counts.sum() / (self.k * np.maximum(counts, 1)), ABSENT_CLASS_WEIGHT)
             self.class_weight = torch.tensor(w, dtype=torch.float32, device=self.device)
 
     def _check_memory(self) -> None:
@@ -346,7 +358,8 @@ class _Trainer:
             per = self._losses(z, yt, train_units=True)
             weight = self._record_weights(yt, w)
             obj = per if weight is None else per * weight
-            (G,) = torch.autograd.grad(obj.sum() / n, z)
+            several = self.cluster.several  # several hosts: sums here, the mean over all hosts below
+            (G,) = torch.autograd.grad(obj.sum() if several else obj.sum() / n, z)
         with torch.no_grad():
             # losses in label units for the report (differs from training units only for scaled labels)
             scaled = self.predictor == "regressor" and (self.label_std != 1.0 or self.label_mean != 0.0)
@@ -357,6 +370,8 @@ class _Trainer:
             if self.centred:
                 gA = gA - self.mu[:, None] * gsum[None, :]
             gW = gA * self.inv_s[:, None]
+            if several:
+                merge_gradients_(self.cluster, n, gW, gsum)
             self.W = self.optimizer.update(self.W, self.b, gW, gsum if self.hp["use_bias"] else None)
         return report_sum
 
@@ -377,7 +392,7 @@ class _Trainer:
     def run(self, train: EpochSource, validation: EpochSource | None, *, callback, should_stop,
             checkpoint_dir: Path | None = None) -> None:
         """The epochs, then the final model (`selected`, `final_weight`, `final_bias`, `final_threshold`)."""
-        self.first_epoch = 0 if checkpoint_dir is None else restore_checkpoint(self, checkpoint_dir)
+        self.first_epoch = 0 if checkpoint_dir is None else self._restore(checkpoint_dir)
         for epoch in range(self.first_epoch, int(self.hp["epochs"])):
             trained = self._train_epoch(epoch, train, should_stop)
             if trained is None:  # should_stop() during the pass
@@ -386,30 +401,63 @@ class _Trainer:
             improved, stop = self.best.update(epoch, scores, self.W, self.b)
             report = self._report(epoch, trained, scores, improved, stop)
             self.history.append(report)
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and self.cluster.is_master:  # the hosts' states are the same
                 save_checkpoint(self, checkpoint_dir, epoch, stop)
             if callback is not None:
                 callback(report)
-            if stop or should_stop():
+            if stop or self.cluster.any(should_stop()):
                 break
         self.selected = self.best.select(self)
         self.final_weight, self.final_bias, self.final_threshold = self.best.weights(self.selected)
+        if self.cluster.several:
+            gap = disagreement(self.cluster, self.final_weight, self.final_bias,
+                               np.array([self.final_threshold, self.selected, self.first_epoch + len(self.history)]))
+            (log.info if gap == 0 else log.warning)(
+                "Selected model %d; the largest difference between a host's model and the master's: %r",
+                self.selected, gap)
+
+    def _restore(self, checkpoint_dir: Path) -> int:
+        """The first epoch to run, from this host's copy of the master's checkpoint (SageMaker
+        gives every host the checkpoint's files): the same on every host, or an InputError."""
+        first = restore_checkpoint(self, checkpoint_dir)
+        cluster = self.cluster
+        if cluster.several and cluster.any(first != int(cluster.broadcast(np.array([first]))[0])):
+            raise InputError(f"The hosts' checkpoints differ (host {cluster.host} resumes at epoch {first}): every "
+                             "host needs the same copy of the checkpoint the master wrote in its checkpoint "
+                             "directory")
+        return first
+
+    def _empty_block(self) -> tuple:
+        """The mini-batch of a host whose records have run out while another's have not."""
+        return np.zeros((0, self.d), dtype=np.float32), np.zeros(0, dtype=np.float32), None
 
     def _train_epoch(self, epoch: int, train: EpochSource, should_stop) -> _Pass | None:
-        """One pass of updates over the training data; None when `should_stop()` interrupts it."""
+        """One pass of updates over the training data, in step with the other hosts; None when
+        `should_stop()` (on any host) interrupts it."""
         t0 = time.perf_counter()
         loss_sum = torch.zeros(self.m, dtype=torch.float64, device=self.device)
         records = batches = 0
-        for X, y, w in self.batches(train, "training data"):
-            if should_stop():
-                return None
+        asked = False
+
+        def blocks():  # should_stop() is polled before each of this host's batches
+            nonlocal asked
+            for block in self.batches(train, "training data"):
+                if should_stop():
+                    asked = True
+                    return
+                yield block
+
+        for X, y, w in self.cluster.lockstep(blocks(), empty=self._empty_block, stop=lambda: asked):
             loss_sum += self._train_batch(X, y, w).double()
             records += X.shape[0]
             batches += 1
+        if self.cluster.any(asked):
+            return None
         seconds = time.perf_counter() - t0
-        if records == 0:
+        loss_sum, total = summed(self.cluster, loss_sum.cpu().numpy(), [records])
+        if total[0] == 0:
             raise InputError(f"Epoch {epoch}: the train channel yielded no records")
-        train_loss = (loss_sum / records).cpu().numpy()
+        train_loss = loss_sum / total[0]
         if epoch == 0 and self.hp["lr_scheduler_step"] == AUTO:
             self.set_scheduler_step(paced_scheduler_step(batches))
         return _Pass(train_loss, records, seconds)
