@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from smalgos.maths.device import to_numpy
 
 from .declaration import F_BETA_TOKEN
 
@@ -44,6 +47,16 @@ class Tally:
             sums = ((raw - y) ** 2).sum().reshape(1)
         self._sums = sums.double() if self._sums is None else self._sums + sums
         self.n += int(y.shape[0])
+
+    def merged(self, cluster) -> "Tally":
+        """Every host's sums as one tally, the same on every host (this one on one host)."""
+        if not cluster.several:
+            return self
+        sums = np.zeros(5 if self.binary else 1) if self._sums is None else to_numpy(self._sums, np.float64)
+        sums, n = cluster.sum(sums, np.array([self.n], np.int64))
+        merged = Tally("binary_classifier" if self.binary else "regressor")
+        merged._sums, merged.n = torch.from_numpy(sums), int(n[0])
+        return merged
 
     def result(self) -> dict[str, float]:
         if not self.n:

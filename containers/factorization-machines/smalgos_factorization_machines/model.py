@@ -19,6 +19,11 @@ learning rates (bias 0.1, linear 1e-3, factors 1e-4) are step sizes: Adam moves 
 about `lr` per step whatever the gradient's scale, while plain SGD at those rates barely moves
 factors that start at sigma 1e-3.
 
+Across hosts (`self.cluster`, set by the training driver) every step is one step of all the
+hosts' mini-batches: the rows of w and V any host touched, each host's gradients summed on them
+with its records (`summed_across_hosts`), so every host makes the same update and holds the same
+parameters; a host whose records ran out steps with 0 rows. The pass's metrics are summed too.
+
 Fitted attributes: `w0_` (1,), `w_` (feature_dim,), `v_` (feature_dim, num_factors) float32,
 `n_features_in_`, `n_samples_seen_` (records of the last pass), `epoch_metrics_` (each pass's
 training metrics: the model's predictions before each step, as MXNet's metrics count them).
@@ -39,7 +44,7 @@ from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
 from smalgos.maths.inputs import as_float32, check_labels, conform_width
-from smalgos.maths.lazy_adam import Group, LazyAdam
+from smalgos.maths.lazy_adam import Group, LazyAdam, summed_across_hosts
 from smalgos.maths.threads import cpu_threads_for
 
 from .batches import make_batch
@@ -141,7 +146,7 @@ class FactorizationMachines(StreamingEstimator):
         y = check_labels(y, "the mini-batch", predictor=self.predictor_type, needed_by="factorization-machines")
         if X.shape[0] != y.shape[0]:
             raise InputError(f"{X.shape[0]} records but {y.shape[0]} labels")
-        if X.shape[0] == 0:
+        if X.shape[0] == 0 and not self.cluster.several:  # several: the others' step is this host's too
             return self
         with cpu_threads_for(_work(X, int(self.num_factors)), self._device):
             self._step(X, y)
@@ -156,15 +161,19 @@ class FactorizationMachines(StreamingEstimator):
         self._tally.update(raw, labels)
         r = residual(raw, labels, self.predictor_type)
         rows, gw, gv = batch.gradients(r)
-        self._optimizer.step({"bias": (None, r.sum().reshape(1)), "linear": (rows, gw), "factors": (rows, gv)},
-                             batch.n)
+        grads, records = {"bias": (None, r.sum().reshape(1)), "linear": (rows, gw), "factors": (rows, gv)}, batch.n
+        if self.cluster.several:  # one step of every host's mini-batch, the same on every host
+            grads, records = summed_across_hosts(self.cluster, grads, records)
+        self._optimizer.step(grads, records)
 
     def end_epoch(self) -> None:
-        metrics = self._tally.result()
+        """Close a pass: its training metrics (every host's records) join `epoch_metrics_`."""
+        tally = self._tally.merged(self.cluster)
+        metrics = tally.result()
         self._closed_epoch_metrics = metrics or {}
         if metrics:
             self.epoch_metrics_.append(metrics)
-            self.n_samples_seen_ = self._tally.n
+            self.n_samples_seen_ = tally.n
             log.info("Epoch %d of %d: train %s", len(self.epoch_metrics_), self.passes(),
                      ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
         self._tally = Tally(self.predictor_type)

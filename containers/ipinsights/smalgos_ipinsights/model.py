@@ -17,6 +17,12 @@ notebook with (entity, ip) string pairs:
   tables only the rows a mini-batch touches take part in its step, moments included (MXNet's lazy
   update of sparse gradients, AWS's engine), so a step costs the batch, not the table.
 
+Across hosts (`self.cluster`, set by the trainer) every host starts from the same network (from
+`random_state`; entities and prefixes hash to the same rows everywhere) and draws its own
+negatives; every step is one Adam step of all the hosts' mini-batches: the embedding rows any host
+touched, each host's gradients summed on them (`summed_across_hosts`), the encoder's summed whole,
+so every host holds the same network. A pass's train metrics are summed over the hosts.
+
 The same torch code runs on CPU or CUDA (`device`). A fixed `random_state` repeats the fit.
 """
 
@@ -30,10 +36,11 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from smalgos.distributed import host_seed
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.device import generator, pick_device, to_numpy
-from smalgos.maths.lazy_adam import Group, LazyAdam
+from smalgos.maths.lazy_adam import Group, LazyAdam, summed_across_hosts
 from smalgos.maths.ranking import separation_auc
 
 from .declaration import HYPERPARAMETERS
@@ -55,6 +62,15 @@ def as_pairs(X) -> Pairs:
         return pairs_of(X.tolist() if isinstance(X, np.ndarray) else X)
     except ClientError as exc:
         raise InputError(exc.message) from None
+
+
+def _sampling_randomness(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The negatives' random draws of host `rank`: `seed` itself on the first (one host: the
+    notebook's fit), a stream of its own on each other host, so hosts draw different negatives."""
+    if rank == 0:
+        return np.random.default_rng(seed), generator(seed)
+    sequence = np.random.SeedSequence(host_seed(seed, rank))
+    return np.random.default_rng(sequence), generator(int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
 class _Tally:
@@ -131,11 +147,9 @@ class IPInsights(StreamingEstimator):
         """Start a fit (validates the parameters, builds the network)."""
         self.validated_parameters()
         self._device = pick_device(self.device)
-        gen = generator(self.random_state)
-        self._gen = gen
-        self._rng = np.random.default_rng(int(self.random_state))
         net = IPInsightsNet(int(self.num_entity_vectors), int(self.vector_dim), int(self.num_ip_encoder_layers))
-        net.reset(gen)
+        net.reset(generator(self.random_state))  # the same network on every host
+        self._rng, self._gen = _sampling_randomness(int(self.random_state), self.cluster.rank)
         self._net = net.to(self._device)
         self._adam = LazyAdam({name: Group(p, float(self.learning_rate), float(self.weight_decay))
                                for name, p in self._net.named_parameters()},
@@ -166,9 +180,12 @@ class IPInsights(StreamingEstimator):
         return torch.cat(ent_parts), torch.cat(ip_parts), labels
 
     def partial_fit(self, X) -> "IPInsights":
-        """One Adam step on a mini-batch of pairs and their negatives."""
+        """One Adam step on a mini-batch of pairs and their negatives. Across hosts every host
+        calls it as often as the others (a host whose pairs ran out with 0 pairs) and the step is
+        one host's on all of their batches (`summed_across_hosts`)."""
         pairs = as_pairs(X)
-        if len(pairs) == 0:
+        several = self.cluster.several
+        if len(pairs) == 0 and not several:
             return self
         ent, ips, labels = self._with_negatives(pairs, self._rng, self._gen)
         net = self._net
@@ -182,10 +199,15 @@ class IPInsights(StreamingEstimator):
         embed = torch.nn.functional.embedding
         logits = (embed(ent_at, ent_vectors) * net.encode(embed(ip_at, ip_vectors))).sum(1)
         losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-        losses.mean().backward()
-        self._adam.step({"entity.weight": (ent_rows, ent_vectors.grad), "prefixes.weight": (ip_rows, ip_vectors.grad),
-                         **{f"encoder.{n}": (None, p.grad) for n, p in net.encoder.named_parameters()}},
-                        batch_records=len(labels))
+        (losses.sum() if several else losses.mean()).backward()  # several: the mean over every host's
+        grads = {"entity.weight": (ent_rows, ent_vectors.grad), "prefixes.weight": (ip_rows, ip_vectors.grad),
+                 **{f"encoder.{n}": (None, torch.zeros_like(p) if p.grad is None else p.grad)
+                    for n, p in net.encoder.named_parameters()}}
+        if several:
+            grads, samples = summed_across_hosts(self.cluster, grads, len(labels))
+            for _, grad in grads.values():
+                grad.div_(samples)
+        self._adam.step(grads, batch_records=len(labels))
         net.encoder.zero_grad(set_to_none=True)
         with torch.no_grad():
             loss_sum = float(losses.sum())
@@ -201,9 +223,13 @@ class IPInsights(StreamingEstimator):
         return result
 
     def end_epoch(self) -> None:
-        """Close a pass: its train metrics become `epoch_metrics_`."""
-        self.epoch_metrics_ = self._epoch.result()
-        self.n_samples_seen_ = self._epoch_pairs
+        """Close a pass: its train metrics (every host's) become `epoch_metrics_`."""
+        tally = self._epoch
+        sums = np.array([tally.loss, tally.correct, tally.samples, self._epoch_pairs], np.float64)
+        tally.loss, tally.correct, samples, pairs = self.cluster.sum(sums)[0].tolist()
+        tally.samples = int(samples)
+        self.epoch_metrics_ = tally.result()
+        self.n_samples_seen_ = int(pairs)
         self._epoch, self._epoch_pairs = _Tally(), 0
 
     def finalize(self) -> "IPInsights":

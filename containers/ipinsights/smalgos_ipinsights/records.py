@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from smalgos.channels import own_part
 from smalgos.errors import ClientError
 from smalgos.formats._stream import iter_line_blocks
 
@@ -52,6 +53,8 @@ class Pairs:
 
     def __getitem__(self, rows) -> "Pairs":
         return Pairs(self.entity[rows], self.hi[rows], self.lo[rows])
+
+    take = __getitem__  # the pairs at the indices `rows`, as `Batch.take`
 
     @property
     def is_v4(self) -> np.ndarray:
@@ -163,11 +166,22 @@ def iter_pairs(stream: BinaryIO, source: str, batch_size: int) -> Iterator[Pairs
         yield Pairs.concat(pending)
 
 
+def no_pairs() -> Pairs:
+    """0 pairs: the mini-batch of a host whose pairs ran out while other hosts still have some."""
+    return Pairs.concat([])
+
+
 def channel_pairs(channel, batch_size: int) -> Iterator[Pairs]:
     """One pass over a training channel (File or Pipe mode), in batches of `batch_size` pairs
-    (a file's last batch may be shorter)."""
-    for source, stream in channel.streams():
-        yield from iter_pairs(stream, f"Channel {channel.name!r}: {source}", batch_size)
+    (a file's last batch may be shorter). A channel `sliced` for host `rank` of `size` gives that
+    host's part: the pairs whose index in the pass is `rank` modulo `size` (FullyReplicated)."""
+    rank, size = channel.part or (0, 1)
+
+    def read() -> Iterator[Pairs]:
+        for source, stream in channel.streams():
+            yield from iter_pairs(stream, f"Channel {channel.name!r}: {source}", batch_size * size)
+
+    return read() if size == 1 else own_part(read(), rank, size)
 
 
 _FORMS = '{"features": [entity, ip]} or {"data": {"features": {"values": [entity, ip]}}}'

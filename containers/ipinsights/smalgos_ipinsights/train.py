@@ -5,7 +5,11 @@ The kit's streaming driver reads numeric records; these are strings, so this tra
 channel's byte streams (`ChannelInput.streams()`, File or Pipe mode, gzip) through `records`, and
 keeps the driver's conventions: progress and throughput per epoch, a stop at the next batch on
 SIGTERM, a model that is not finite never saved, the model written by the master host only, a
-`#metrics` timing line. Log lines follow AWS's image:
+`#metrics` timing line. Across hosts it keeps the driver's as well (`smalgos.training.streaming`):
+each host reads its slice of `train` (`ChannelInput.sliced`), in step with the others
+(`Cluster.lockstep`: a host whose pairs ran out steps with 0 pairs), and every step is one Adam
+step of every host's batch (`IPInsights.partial_fit`), so every host holds the same network.
+Log lines follow AWS's image:
 
     Epoch[0] Batch [1000]	Speed: 137748.76 samples/sec	binary_classification_accuracy=0.98 ...
     #quality_metric: host=algo-1, epoch=0, batch=1000 train binary_classification_accuracy <score>=0.98
@@ -20,11 +24,15 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from smalgos.distributed import joined
 from smalgos.errors import ClientError
+from smalgos.maths.device import pick_device
 
 from .declaration import AUC
 from .model import IPInsights
-from .records import Pairs, channel_pairs
+from .records import Pairs, channel_pairs, no_pairs
 
 VALIDATION_SEED = 1  # one set of validation negatives for every epoch, so that epochs compare
 
@@ -44,12 +52,13 @@ def _read_validation(job) -> Pairs | None:
     return pairs
 
 
-def _epoch(job, est: IPInsights, epoch: int) -> int:
-    """One pass over `train`; returns the pairs seen."""
+def _epoch(job, est: IPInsights, epoch: int, train) -> int:
+    """One pass over this host's part of `train`, in step with the other hosts; returns the pairs seen here."""
     interval = int(est.batch_metrics_publish_interval)
     negatives = 1 + int(est.random_negative_sampling_rate) + int(est.shuffled_negative_sampling_rate)
     seen, batch, tick, since = 0, 0, time.perf_counter(), 0
-    for pairs in channel_pairs(job.channel("train"), int(est.mini_batch_size)):
+    batches = channel_pairs(train, int(est.mini_batch_size))
+    for pairs in est.cluster.lockstep(batches, empty=no_pairs, stop=job.should_stop):
         est.partial_fit(pairs)
         seen, since, batch = seen + len(pairs), since + len(pairs), batch + 1
         if batch % interval == 0:
@@ -60,19 +69,20 @@ def _epoch(job, est: IPInsights, epoch: int) -> int:
             for name, value in values.items():
                 job.metrics.quality("train", name, value, epoch=epoch, batch=batch)
             tick, since = now, 0
-        if job.should_stop():
-            break
-    if seen == 0:
-        raise ClientError("Channel 'train' holds no records")
+    if int(est.cluster.sum(np.array([seen], np.int64))[0][0]) == 0:
+        raise ClientError(f"Channel 'train' holds no records{' on any host' if est.cluster.several else ''}")
     return seen
 
 
 def train(job) -> None:
-    started = time.time()
     est = IPInsights.from_hyperparameters(job.hyperparameters)
-    if len(job.resources.hosts) > 1:
-        job.log.warning("ipinsights trains on each host alone here: %s fits on its own share of the data",
-                        job.resources.current_host)
+    with joined(job.resources, want_cuda=pick_device(est.device).type == "cuda") as cluster:
+        est.cluster = cluster
+        _train(job, est, job.channel("train").sliced(cluster.rank, cluster.size))
+
+
+def _train(job, est: IPInsights, train) -> None:
+    started = time.time()
     validation = _read_validation(job)
     timings = {"initialize.time": 0.0, "update.time": 0.0, "validation.time": 0.0}
     t0 = time.perf_counter()
@@ -81,7 +91,7 @@ def train(job) -> None:
     epochs = est.passes()
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        seen = _epoch(job, est, epoch)
+        seen = _epoch(job, est, epoch, train)
         est.end_epoch()
         elapsed = time.perf_counter() - t0
         timings["update.time"] += 1e3 * elapsed
@@ -96,7 +106,7 @@ def train(job) -> None:
             job.metrics.quality("validation", AUC, auc, epoch=epoch)
         job.metrics.progress(100.0 * (epoch + 1) / epochs)
         job.metrics.throughput(seen / max(elapsed, 1e-9))
-        if job.should_stop():
+        if est.cluster.any(job.should_stop()):
             job.log.warning("Stopping early after %d pair(s) of epoch %d of %d", seen, epoch + 1, epochs)
             break
     est.finalize()
