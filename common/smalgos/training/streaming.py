@@ -181,8 +181,10 @@ class StreamingJob:
         with self.clock.phase("finalize"):
             est.finalize()
         est.check_finite_model("Channel 'train'")
-        for name, value in est.training_metrics().items():
-            job.metrics.quality("train", name, value)
+        final = est.training_metrics()  # on every host: a core may merge its sums across hosts here
+        if job.resources.is_master:  # the job's final metrics are the master's lines
+            for name, value in final.items():
+                job.metrics.quality("train", name, value)
         if job.resources.is_master:
             with self.clock.phase("save"):
                 est.save(job.model_dir)

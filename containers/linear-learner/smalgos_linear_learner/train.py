@@ -99,9 +99,11 @@ def _train(job, hp: dict, estimator: LinearLearner, started: float) -> None:
     if job.should_stop():
         return
 
-    _report(estimator, "train", lambda: train_ch.batches(block, check=check_finite), metrics, summary=False)
+    # Every host scores its slice (the sums are merged); the job's final metrics are the master's lines.
+    printer = metrics if cluster.is_master else None
+    _report(estimator, "train", lambda: train_ch.batches(block, check=check_finite), printer, summary=False)
     if val_source is not None:
-        _report(estimator, "validation", val_source, metrics, summary=True)
+        _report(estimator, "validation", val_source, printer, summary=True)
     if test_ch is None:
         log.info("Test data is not provided.")
     elif cluster.is_master:
@@ -118,7 +120,11 @@ def _train(job, hp: dict, estimator: LinearLearner, started: float) -> None:
 
 
 def _report(estimator: LinearLearner, channel: str, source, metrics, summary: bool, hosts=None) -> None:
+    """Score `channel` with the final model and print its lines; `metrics` None: score only (a host
+    other than the master takes part in the merged sums, and prints nothing)."""
     results = estimator.evaluate(source, hosts)
+    if metrics is None:
+        return
     if summary:
         for name, value in results.items():
             metrics.score_summary(channel, name, value)

@@ -50,11 +50,12 @@ def by_host(pattern: re.Pattern, logs: list[str]) -> list[list[tuple]]:
 
 
 def assert_same_choices(logs: list[str]) -> None:
-    """Both hosts print the same merged metrics every epoch and at the end, select the same model
-    and hold the same weights."""
-    for pattern in (EPOCH, STOPPING, FINAL):
+    """Both hosts print the same merged metrics every epoch, select the same model and hold the same
+    weights; the final metrics are the master's lines alone."""
+    for pattern in (EPOCH, STOPPING):
         first, second = by_host(pattern, logs)
         assert first == second
+    assert FINAL.findall(logs[0]) and not FINAL.findall(logs[1])
     assert len(set(SELECTED.findall(logs[0]) + SELECTED.findall(logs[1]))) == 1
     assert [AGREED.findall(out) for out in logs] == [["0.0"], ["0.0"]]
 
