@@ -206,3 +206,22 @@ def test_two_containers_train_every_torch_algorithm_as_one_job(engine, algo_imag
         assert "joined 2 host(s)" in hosts.logs_seen[host], hosts.logs_seen[host][-3000:]
     assert any(hosts.jobs["algo-1"].paths.model_dir.iterdir())
     assert not any(hosts.jobs["algo-2"].paths.model_dir.iterdir())
+
+
+@pytest.mark.parametrize("algo", sorted(EVERY_OTHER))
+def test_sdk_local_mode_trains_every_torch_algorithm_on_two_instances(session, sdk_env, algo_image, algo):
+    """instance_count=2 under SDK v2 local mode: the two hosts join one job (a host that did not
+    would fail it) and the master's model comes back in model.tar.gz."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+
+    hps, content_type, data = EVERY_OTHER[algo]
+    channel = sdk_env / f"two-hosts-{algo}" / "train"
+    channel.mkdir(parents=True)
+    (channel / "part-0").write_bytes(data())
+    est = Estimator(image_uri=algo_image(algo), role=ROLE, instance_count=2, instance_type="local",
+                    output_path=f"file://{sdk_env / f'two-hosts-{algo}-output'}", sagemaker_session=session,
+                    hyperparameters=hps)
+    est.fit({"train": TrainingInput(f"file://{channel}", content_type=content_type)}, wait=True, logs=False)
+    with tarfile.open(model_artifact(est)) as tar:
+        assert tar.getnames()
