@@ -62,7 +62,8 @@ image-name: check-algo
 #   build/wheels/common                 common/requirements.txt
 #   build/wheels/stack-<s>-<variant>    docker/stacks/<s>/requirements-<variant>.txt
 #   build/wheels/<algo>-<variant>       containers/<algo>/requirements-<variant>.txt (or
-#                                       requirements.txt), minus the common and stack wheels
+#                                       requirements.txt), minus the common and stack wheels,
+#                                       + requirements-nodeps.txt's pins alone (where it exists)
 # constrained by common's pins. Stamp files: re-downloaded only when a requirements file changes.
 STACKS := $(notdir $(wildcard docker/stacks/*))
 stack_of = $(shell sed -n 's/^ARG STACK=\([^ ]*\).*/\1/p' containers/$(1)/Dockerfile | grep -v '^none$$')
@@ -86,6 +87,8 @@ $(WHEELS)/$(1)-$(2)/.stamp: $(wildcard containers/$(1)/requirements*.txt) $(WHEE
 	scripts/wheels.sh $(WHEELS)/$(1)-$(2) \
 	  $(firstword $(wildcard containers/$(1)/requirements-$(2).txt) containers/$(1)/requirements.txt) \
 	  common/requirements.txt --minus $(WHEELS)/common $(if $(3),--minus $(WHEELS)/stack-$(3)-$(2))
+	$(if $(wildcard containers/$(1)/requirements-nodeps.txt),scripts/wheels.sh $(WHEELS)/$(1)-$(2) \
+	  containers/$(1)/requirements-nodeps.txt --no-deps)
 	@touch $$@
 endef
 $(foreach a,$(ALGORITHMS),$(foreach v,cpu gpu,$(eval $(call WHEEL_RULE,$(a),$(v),$(call stack_of,$(a))))))

@@ -4,7 +4,7 @@
 # If `docker info` already answers (a Docker daemon, or DOCKER_HOST pointing at one), nothing is
 # changed. Otherwise, on Debian/Ubuntu as root, it sets up rootful podman behind the Docker API
 # socket (see docs in the README, "Images"):
-#   1. apt-get install podman runc netavark aardvark-dns docker-compose debootstrap (only what is
+#   1. apt-get install podman runc netavark aardvark-dns iptables docker-compose debootstrap (only what is
 #      missing);
 #   2. /etc/containers/containers.conf: runc as OCI runtime (crun fails on hybrid cgroups),
 #      default ulimits within the host's hard limits (podman's defaults are refused), and netavark
@@ -70,7 +70,9 @@ fi
 # 1. packages -------------------------------------------------------------------------------
 if [ "$APT" = 1 ]; then
   need=()
-  for pkg in podman runc netavark aardvark-dns docker-compose debootstrap; do
+  # netavark (1.4) programs bridge networks through the iptables command: without it every
+  # container start fails with "netavark: No such file or directory".
+  for pkg in podman runc netavark aardvark-dns iptables docker-compose debootstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   # Tools shell out to a `docker` command (the SageMaker SDK runs `docker compose version`

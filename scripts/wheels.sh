@@ -2,7 +2,7 @@
 # Download a wheelhouse for one requirements file, for the images' platform (Linux x86-64,
 # CPython 3.11), whatever the host. Images install from these folders offline.
 #
-#   scripts/wheels.sh DEST REQUIREMENTS [CONSTRAINTS] [--minus DIR]...
+#   scripts/wheels.sh DEST REQUIREMENTS [CONSTRAINTS] [--minus DIR]... [--no-deps]
 #
 # --minus DIR: leave out of DEST the wheels that DIR already holds (the wheelhouse of a lower
 # layer: common, or a stack such as torch). Those are linked in for the download, so nothing is
@@ -15,11 +15,12 @@
 set -euo pipefail
 DEST="$1"; REQ="$2"; shift 2
 CONS=""
-if [ $# -gt 0 ] && [ "$1" != --minus ]; then CONS="$1"; shift; fi
-MINUS=()
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then CONS="$1"; shift; fi
+MINUS=(); NO_DEPS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --minus) MINUS+=("$(realpath "$2")"); shift 2 ;;
+    --no-deps) NO_DEPS=(--no-deps); shift ;;
     *) echo "wheels: unexpected argument $1" >&2; exit 2 ;;
   esac
 done
@@ -33,7 +34,7 @@ flags+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platfo
 
 mkdir -p "$DEST"
 DEST="$(realpath "$DEST")"
-args=(-d "$DEST" -r "$(basename "$REQ")")
+args=(-d "$DEST" -r "$(basename "$REQ")" ${NO_DEPS[@]+"${NO_DEPS[@]}"})
 if [ -n "$CONS" ]; then args+=(-c "$(realpath "$CONS")"); fi
 
 linked=()
