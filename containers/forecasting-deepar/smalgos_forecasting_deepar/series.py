@@ -224,9 +224,14 @@ def _feat_count(s: Series) -> int:
     return 0 if s.dynamic_feat is None else s.dynamic_feat.shape[0]
 
 
-def check_enough_observations(series: Sequence[Series], channel: str = "train") -> None:
-    """AWS's floor: at least MIN_OBSERVATIONS observed target values over all training series."""
-    total = sum(s.observations for s in series)
+def observations(series: Sequence[Series]) -> int:
+    """The observed (not missing) target values of `series`."""
+    return sum(s.observations for s in series)
+
+
+def check_enough_observations(total: int, channel: str = "train") -> None:
+    """AWS's floor: at least MIN_OBSERVATIONS observed target values over all training series
+    (`total`, of every host's series)."""
     if total < MIN_OBSERVATIONS:
         raise ClientError(f"Channel {channel!r}: the series hold {total} observations in all; DeepAR needs at "
                           f"least {MIN_OBSERVATIONS}")

@@ -17,7 +17,7 @@ def test_the_gluonts_checks_pass_in_the_deepar_venv():
     assert made.returncode == 0, made.stderr[-3000:]
     python = made.stdout.strip().splitlines()[-1]
     files = sorted(str(p) for p in CHECKS.glob("check_*.py"))
-    assert len(files) == 3
+    assert len(files) == 4
     run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", *files],
                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-2000:]

@@ -12,7 +12,7 @@ import pytest
 
 from smalgos.errors import ClientError
 from smalgos_forecasting_deepar.series import (
-    MIN_OBSERVATIONS, check_categories, check_enough_observations, decode_record, read_series,
+    MIN_OBSERVATIONS, check_categories, check_enough_observations, decode_record, observations, read_series,
     resolve_cardinality, resolve_num_dynamic_feat,
 )
 
@@ -218,7 +218,8 @@ def test_num_dynamic_feat(caplog):
 
 def test_at_least_300_observations():
     enough = series_of(*[{"start": "2020-01-01", "target": [1.0] * 100 + [None]} for _ in range(3)])
-    check_enough_observations(enough)
+    assert observations(enough) == 300
+    check_enough_observations(observations(enough))
     short = enough[:2] + series_of({"start": "2020-01-01", "target": [1.0] * 99 + ["NaN"] * 5})
     with pytest.raises(ClientError, match=f"hold 299 observations in all; DeepAR needs at least {MIN_OBSERVATIONS}"):
-        check_enough_observations(short)
+        check_enough_observations(observations(short))

@@ -15,7 +15,6 @@ import importlib
 import inspect
 import pkgutil
 import typing
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,17 +25,19 @@ from smalgos.errors import ClientError, InputError, NotFittedError
 from smalgos.estimator import DeclaredEstimator, StreamingEstimator, attribute_name
 from smalgos.formats.batch import Batch
 
-ROOT = Path(__file__).resolve().parents[3]
-ALGORITHMS = sorted(p.parent.name for p in ROOT.glob("containers/*/Dockerfile"))
+from .images import ALGORITHMS, import_module_here
 
 
 def _cores() -> list[tuple[str, type]]:
+    """The estimator cores of every module that imports here (see `images.import_here`)."""
     found = []
     for name in ALGORITHMS:
         algo = load_algorithm(name)
         package = importlib.import_module(package_of(name))
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            module = importlib.import_module(info.name)
+            module = import_module_here(name, info.name)
+            if module is None:
+                continue
             for obj in vars(module).values():
                 if (inspect.isclass(obj) and issubclass(obj, DeclaredEstimator) and obj.__module__ == module.__name__
                         and getattr(obj, "hyperparameters", None) is algo.hyperparameters):
