@@ -21,9 +21,10 @@ from .protobuf import (RecordIOProtobufDecoder, RecordIOProtobufEncoder, decode_
                        dense_to_recordio, sparse_to_recordio, write_dense, write_sparse)
 from .registry import (DECODERS, ENCODERS, Decoder, Encoder, get_decoder, get_encoder,
                        negotiate_accept, negotiate_media_type, register_decoder, register_encoder)
+from .text import TextDecoder
 
 for _dec in (CSVDecoder(), JSONDecoder(), JSONLinesDecoder(), LibSVMDecoder(),
-             RecordIOProtobufDecoder(), ParquetDecoder()):
+             RecordIOProtobufDecoder(), ParquetDecoder(), TextDecoder()):
     register_decoder(_dec)
 for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder()):
     register_encoder(_enc)
