@@ -36,6 +36,13 @@ def test_supervised_fit_with_validation_then_json_top_k_labels(algo_image, sessi
     with deployed(est, JSONSerializer(), JSONDeserializer()) as predictor:
         answer = predictor.predict({"instances": [" ".join(words) for _, *words in held_out],
                                     "configuration": {"k": 2}})
+        # (Local mode's runtime client hands back a 4xx body as an answer: it never reads the status.)
+        bad = predictor.predict({"instances": ["good not", 7]})
+        zero_k = predictor.predict({"instances": ["good not"], "configuration": {"k": 0}})
+        again = predictor.predict({"instances": ["w1 not good w2"]})  # the server keeps serving
+    assert sorted(bad) == ["error", "message"] and "instance 1 is 7, not a string" in bad["message"], bad
+    assert sorted(zero_k) == ["error", "message"] and "positive integer" in zero_k["message"], zero_k
+    assert again[0]["label"] == ["__label__a"], again
     assert len(answer) == len(held_out)
     for row in answer:
         assert sorted(row) == ["label", "prob"] and sorted(row["label"]) == ["__label__a", "__label__b"], row
