@@ -3,13 +3,15 @@ settings, interleaved repeats.
 
 Corpus: the English Wikipedia sample gensim ships (`enwiki-latest-pages-articles1...bz2`, 206
 pages, about 453,000 tokens through gensim's WikiCorpus tokeniser), one page per line. Each repeat
-runs, for each mode (cbow, skipgram, cbow with subwords):
+runs, for each mode (cbow, skipgram, cbow with subwords, batch_skipgram):
 - **ours**: a whole BlazingText job through the /opt/ml contract (`run_training`: the channel read
   and checked as UTF-8 into the scratch corpus, vocabulary, training, vectors.txt, vectors.bin,
   WS-353 evaluation), timed as a whole and, from its own log, the training alone;
 - **gensim**: `Word2Vec(...)` (or `FastText`) with the same parameters (the ones
   `Word2VecCore.gensim_parameters` passes), `build_vocab(corpus_file=...)` and `train(corpus_file=...)`,
-  timed as a whole (vocabulary + training) and the training alone.
+  timed as a whole (vocabulary + training) and the training alone; batch_skipgram's peer is
+  gensim's skip-gram (word2vec's own, unbatched) with the same settings (gensim on `cpu_count()`
+  worker threads; batch_skipgram on one CPU thread, see its module docstring).
 Words/s are raw corpus words x epochs / seconds. Both are scored by the same WS-353 scorer
 (`smalgos_blazingtext.evaluation.score_pairs`). Prints a Markdown table of medians.
 
@@ -47,7 +49,8 @@ from smalgos_blazingtext.word2vec import Word2VecCore, cpu_count  # noqa: E402
 
 WIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 MODES = {"cbow": {"mode": "cbow"}, "skipgram": {"mode": "skipgram"},
-         "cbow+subwords": {"mode": "cbow", "subwords": True, "buckets": 200000}}
+         "cbow+subwords": {"mode": "cbow", "subwords": True, "buckets": 200000},
+         "batch_skipgram": {"mode": "batch_skipgram"}}
 
 
 def wiki_corpus(path: Path) -> int:
@@ -96,6 +99,8 @@ def gensim_direct(corpus: Path, hps: dict) -> dict:
     from gensim.models import FastText, Word2Vec
 
     params = {**DEFAULTS, **hps}
+    if params["mode"] == "batch_skipgram":  # the peer: gensim's (unbatched) skip-gram
+        params["mode"] = "skipgram"
     kwargs = Word2VecCore.from_hyperparameters(params, workers=cpu_count()).gensim_parameters()
     started = time.perf_counter()
     model = (FastText if params["subwords"] else Word2Vec)(**kwargs)

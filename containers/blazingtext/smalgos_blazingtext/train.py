@@ -17,8 +17,18 @@ accuracy improved! Storing best weights...`, the Alpha/Progress line, `Training 
 throughput and time, `#train_accuracy: ...`, `Number of train examples: ...`,
 `#validation_accuracy: ...`, `Number of validation examples: ...`.
 
-Modes here: cbow, skipgram (with or without subwords) and supervised, on one instance, as AWS runs
-them; batch_skipgram is refused with a ClientError naming the mode.
+batch_skipgram (`batch_skipgram.BatchSkipgramCore`, torch: negative samples shared by a batch of
+words, so that the update is a matrix product; on the GPU when there is one): the same artifacts,
+lines and evaluation as cbow and skipgram, on one instance or on several as one job (AWS's
+`Running distributed CPU BlazingText training using batch_skipgram on N hosts.`): every host
+holds the whole FullyReplicated corpus (ShardedByS3Key is refused: the vocabulary must be the
+same everywhere) and trains on its share of the sentences, the hosts' changes to the matrices
+are summed across hosts every few steps and at each epoch's end, and the master writes the
+artifacts and evaluates them.
+
+Modes here: cbow, skipgram (with or without subwords), batch_skipgram and supervised, on one
+instance, as AWS runs them; batch_skipgram also on several instances (the only mode AWS runs on
+several; the others refuse a job of more than one host with a ClientError).
 """
 
 from __future__ import annotations
@@ -31,14 +41,16 @@ import time
 from pathlib import Path
 
 from smalgos.channels import ChannelInput
+from smalgos.distributed import joined
 from smalgos.errors import ClientError, TrainingStopped
 from smalgos.formats.media import JSONLINES
 from smalgos.formats.text import TextStats, copy_text
 from smalgos.maths.device import pick_device
 from smalgos.training.job import TrainingJob
 
+from .batch_skipgram import BatchSkipgramCore
 from .declaration import (
-    BATCH_SKIPGRAM, CBOW, MEAN_RHO, SKIPGRAM, SUPERVISED, TRAIN_ACCURACY, VALIDATION_ACCURACY, metric_line,
+    BATCH_SKIPGRAM, MEAN_RHO, SUPERVISED, TRAIN_ACCURACY, VALIDATION_ACCURACY, metric_line,
 )
 from .evaluation import EVAL_FILE, evaluate
 from .fasttext_format import LABEL_PREFIX
@@ -70,13 +82,14 @@ def _has_token(path: Path) -> bool:
 
 
 def _check_job(job: TrainingJob, mode: str) -> None:
-    if mode == BATCH_SKIPGRAM:
-        raise ClientError(f"Hyperparameter mode: {mode} is not available in this image yet; "
-                          f"{CBOW}, {SKIPGRAM} and {SUPERVISED} are")
     hosts = job.resources.hosts
-    if len(hosts) > 1:
+    if len(hosts) > 1 and mode != BATCH_SKIPGRAM:
         raise ClientError(f"BlazingText trains mode {mode} on a single instance; this job has {len(hosts)} hosts "
-                          f"({', '.join(hosts)}): set instance_count=1 (AWS runs only batch_skipgram on several)")
+                          f"({', '.join(hosts)}): set instance_count=1 (AWS runs only {BATCH_SKIPGRAM} on several)")
+    if len(hosts) > 1 and job.channel("train").config.distribution != "FullyReplicated":
+        raise ClientError(f"Channel 'train': mode {BATCH_SKIPGRAM} on several hosts reads a FullyReplicated channel "
+                          f"(every host holds the whole corpus, and the algorithm splits its sentences between "
+                          f"the hosts), not {job.channel('train').config.distribution}")
     if mode == SUPERVISED:
         if job.hyperparameters["early_stopping"] and job.channel("validation") is None:
             raise ClientError("Hyperparameter early_stopping: early stopping needs a validation channel "
@@ -97,6 +110,9 @@ def train(job: TrainingJob) -> None:
     if mode == SUPERVISED:
         train_supervised(job)
         return
+    if mode == BATCH_SKIPGRAM:
+        train_batch_skipgram(job)
+        return
     log.info("Running single machine CPU BlazingText training using %s mode.", mode)
     logging.getLogger("gensim").setLevel(logging.WARNING)  # AWS's log lines, not gensim's own
     core = Word2VecCore.from_hyperparameters(hp, workers=cpu_count())
@@ -115,7 +131,42 @@ def train(job: TrainingJob) -> None:
         evaluate_vectors(job, job.model_dir / VECTORS_TXT)
 
 
-def _epoch_lines(job: TrainingJob, epochs: int):
+def train_batch_skipgram(job: TrainingJob) -> None:
+    hp = job.hyperparameters
+    device = pick_device(job.env.device)
+    with joined(job.resources, want_cuda=device.type == "cuda") as cluster:
+        kind = "GPU" if device.type == "cuda" else "CPU"
+        if cluster.several:
+            log.info("Running distributed %s BlazingText training using %s on %d hosts.", kind, BATCH_SKIPGRAM,
+                     cluster.size)
+        else:
+            log.info("Running single machine %s BlazingText training using %s mode.", kind, BATCH_SKIPGRAM)
+        logging.getLogger("gensim").setLevel(logging.WARNING)
+        core = BatchSkipgramCore.from_hyperparameters(hp, device=device, cluster=cluster)
+        with tempfile.TemporaryDirectory(prefix="blazingtext-") as scratch:
+            corpus = Path(scratch) / "corpus.txt"
+            stats = read_corpus(job.channel("train"), corpus)
+            log.info("Read %d lines (%d bytes) of training text", stats.lines, stats.bytes)
+            core.fit(corpus, on_epoch=_epoch_lines(job, hp["epochs"], stop=False), should_stop=job.should_stop)
+        if core.stopped_:
+            raise TrainingStopped(f"Stopped after epoch {core.epochs_run_} of {hp['epochs']}")
+        log.info("Number of words: %d, vocabulary: %d words (min_count=%d)", core.words_, len(core.vectors_),
+                 hp["min_count"])
+        log.info("Training finished.")
+        log.info("Average throughput in Million words/sec: %.2f", core.words_per_second_ / 1e6)
+        log.info("Total training time in seconds: %.2f", core.train_seconds_)
+        if not cluster.is_master:
+            log.info("Host %s is not the master (%s): the model is written by the master only", cluster.host,
+                     job.resources.master_host)
+            return
+        core.save(job.model_dir)
+    if hp["evaluation"]:
+        evaluate_vectors(job, job.model_dir / VECTORS_TXT)
+
+
+def _epoch_lines(job: TrainingJob, epochs: int, stop: bool = True):
+    """The per-epoch line's callback; with `stop`, SIGTERM ends the training after the epoch
+    (raises TrainingStopped; batch_skipgram's hosts agree on stopping themselves)."""
     started = time.perf_counter()
 
     def on_epoch(epoch: int, model) -> None:
@@ -125,7 +176,7 @@ def _epoch_lines(job: TrainingJob, epochs: int):
         alpha = model.alpha - (model.alpha - model.min_alpha) * progress
         log.info("##### Alpha: %.4f  Progress: %.2f%%  Million Words/sec: %.2f #####",
                  alpha, 100.0 * progress, words / seconds / 1e6)
-        if job.should_stop() and epoch + 1 < epochs:
+        if stop and job.should_stop() and epoch + 1 < epochs:
             raise TrainingStopped(f"Stopped after epoch {epoch + 1} of {epochs}")
 
     return on_epoch

@@ -205,7 +205,6 @@ def test_a_model_directory_without_vectors_is_refused(tmp_path):
     ({"mode": "skipgram", "min_count": 100000}, None, None, "no word occurs at least min_count=100000 times"),
     ({"mode": "skipgram"}, {"train": TEXT, "validation": TEXT}, None,
      "Channel 'validation' is read in mode supervised only"),
-    ({"mode": "batch_skipgram"}, None, None, "Hyperparameter mode: batch_skipgram is not available in this image yet"),
     ({"mode": "skipgram"}, {"train": {"ContentType": "application/jsonlines"}}, None,
      "Channel 'train': application/jsonlines (an augmented manifest of labelled lines) is read in mode "
      "supervised only"),
