@@ -1,0 +1,96 @@
+"""Shared machinery of the neural (torch) algorithms: optimisers by AWS's names, gradient
+rescaling and clipping as MXNet's optimisers apply them, and early stopping on a loss.
+
+    opt = optimizer_by_name("adam", net.parameters(), lr=0.01, weight_decay=0.0)
+    stopper = EarlyStopping(tolerance=1e-3, patience=3)
+    for epoch in range(epochs):
+        ...                                  # loss.backward(); scale_gradients(params, 1.0, inf); opt.step()
+        if stopper.update(validation_loss):  # a new best: keep these weights
+            best = copy_state(net)
+        if stopper.stop:
+            break
+
+AWS's built-in neural algorithms run on MXNet, whose optimisers (`mx.optimizer.*`) are matched
+here by torch's: `sgd` (plain, no momentum), `adam` (β 0.9 / 0.999, ε 1e-8), `adagrad`
+(ε 1e-7), `rmsprop` (Tieleman & Hinton: ρ 0.9, ε 1e-8) and `adadelta` (ρ 0.9, ε 1e-5), which
+in MXNet takes no learning rate: its steps are Δx itself (torch's lr=1.0), whatever
+`learning_rate` says. `weight_decay` is MXNet's `wd`: λ·w added to the gradient (L2, not AdamW).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+OPTIMIZERS = ("sgd", "adam", "adagrad", "adadelta", "rmsprop")
+
+
+def optimizer_by_name(name: str, params: Iterable, lr: float, weight_decay: float = 0.0):
+    """The torch optimiser AWS's `optimizer` value `name` stands for (see the module docstring)."""
+    import torch
+
+    params = list(params)
+    wd = float(weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=1e-7, weight_decay=wd)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=1.0, rho=0.9, eps=1e-5, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-8, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}: one of {', '.join(OPTIMIZERS)}")
+
+
+def scale_gradients(params: Iterable, rescale: float = 1.0, clip: float = math.inf) -> None:
+    """MXNet's `rescale_grad` then `clip_gradient`: each gradient multiplied by `rescale`, then each
+    of its components clipped to [-clip, clip] (no clipping when `clip` is infinite)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if rescale != 1.0:
+            p.grad.mul_(rescale)
+        if math.isfinite(clip):
+            p.grad.clamp_(-clip, clip)
+
+
+class EarlyStopping:
+    """Stop once `patience` epochs in a row have not lowered the best loss by more than
+    `tolerance` of it (relative); the best epoch is the one of the lowest loss.
+
+    `update(loss)` records one epoch's loss and returns True when it is a new best (the caller keeps
+    that epoch's weights); `stop` says that training should end. `bad` counts the epochs in a row
+    that did not improve enough; `epoch` is the number of epochs seen, `best_epoch` (1-based) the
+    best one's."""
+
+    def __init__(self, tolerance: float, patience: int):
+        if tolerance < 0 or patience < 1:
+            raise ValueError(f"tolerance must be >= 0 and patience >= 1 (got {tolerance}, {patience})")
+        self.tolerance, self.patience = float(tolerance), int(patience)
+        self.best = math.inf
+        self.best_epoch = 0
+        self.epoch = 0
+        self.bad = 0
+        self.losses: list[float] = []
+
+    @property
+    def stop(self) -> bool:
+        return self.bad >= self.patience
+
+    def enough(self, loss: float) -> bool:
+        """Whether `loss` beats the best so far by more than the relative tolerance."""
+        if not math.isfinite(self.best):
+            return math.isfinite(loss)
+        return loss < self.best - self.tolerance * abs(self.best)
+
+    def update(self, loss: float) -> bool:
+        loss = float(loss)
+        self.epoch += 1
+        self.losses.append(loss)
+        self.bad = 0 if self.enough(loss) else self.bad + 1
+        if loss < self.best:
+            self.best, self.best_epoch = loss, self.epoch
+            return True
+        return False

@@ -1,0 +1,1 @@
+"""Neural Topic Model (`ntm`): see declaration.py and model.py."""
