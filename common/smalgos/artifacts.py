@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import ClientError
+
+# SageMaker does not upload checkpoint files whose names end so (a file half written is never synced).
+TEMP_SUFFIX = ".sagemaker-ignore"
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to a temporary file beside `path`, then rename it into place: readers (and
+    SageMaker's checkpoint sync) see the old file or the new one whole, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def inside_model_dir(model_dir: Path, path: Path) -> Path:

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from smalgos.artifacts import write_atomic
+
 log = logging.getLogger("smalgos")
 
 WEIGHTS, OPTIMIZER, META = "deepar-checkpoint.safetensors", "deepar-checkpoint-optimizer.pt", "deepar-checkpoint.json"
@@ -60,15 +62,9 @@ def save(directory: Path, key: str, epoch: int, finished: bool, model: torch.nn.
     meta = {"fingerprint": key, "epoch": epoch, "finished": finished,
             "best_loss": None if best is None else best[0], "best_epoch": None if best is None else best[1]}
     states = {"optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict()}
-    _write(directory / WEIGHTS, lambda p: save_file(tensors, str(p)))
-    _write(directory / OPTIMIZER, lambda p: torch.save(states, p))
-    _write(directory / META, lambda p: p.write_text(json.dumps(meta)))
-
-
-def _write(path: Path, writer) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    writer(tmp)
-    tmp.replace(path)
+    write_atomic(directory / WEIGHTS, lambda p: save_file(tensors, str(p)))
+    write_atomic(directory / OPTIMIZER, lambda p: torch.save(states, p))
+    write_atomic(directory / META, lambda p: p.write_text(json.dumps(meta)))
 
 
 def restore(directory: Path, key: str) -> Resume | None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from smalgos.artifacts import write_atomic
 
 log = logging.getLogger("smalgos")
 
 PREFIX = "xgboost-checkpoint"
-TEMP_SUFFIX = ".sagemaker-ignore"
 UPLOADING, UPLOADED = ".sagemaker-uploading", ".sagemaker-uploaded"
 MAX_TO_KEEP = 5
 _NAME = re.compile(rf"^{re.escape(PREFIX)}\.([0-9]+)$")
@@ -42,18 +42,6 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
         if m and (d / name).is_file():
             found.append((int(m.group(1)), d / name))
     return sorted(found)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_latest(directory: Path, loader):
@@ -80,7 +68,7 @@ class CheckpointWriter:
 
     def save(self, iteration: int, data: bytes) -> Path:
         path = checkpoint_path(self.directory, iteration)
-        write_atomic(path, data)
+        write_atomic(path, lambda tmp: tmp.write_bytes(data))
         self._pending.append(checkpoint_path(self.directory, iteration - self.max_to_keep))
         self._prune()
         return path

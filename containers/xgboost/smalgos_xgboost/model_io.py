@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from smalgos.artifacts import write_atomic
 from smalgos.errors import ClientError
 
 from . import legacy
-from .checkpoints import write_atomic
 
 log = logging.getLogger("smalgos")
 
@@ -37,7 +37,8 @@ def write_model(booster, model_dir: Path, name: str = MODEL_FILE) -> Path:
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / name
-    write_atomic(path, booster_to_bytes(booster))
+    data = booster_to_bytes(booster)
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 
