@@ -183,6 +183,8 @@ EVERY_OTHER = {
                                lambda: _recordio(_labelled(300, 9))),
     "ipinsights": ({"num_entity_vectors": 40, "vector_dim": 8, "mini_batch_size": 50, "epochs": 2}, "text/csv",
                    lambda: _ipinsights_rows(300, 10)),
+    "ntm": ({"num_topics": 2, "feature_dim": 3, "mini_batch_size": 50, "epochs": 2}, "text/csv",
+            lambda: _csv(np.round(np.abs(_labelled(300, 11)[:, 1:]) * 3))),  # word counts
 }
 
 

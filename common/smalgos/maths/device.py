@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..distributed import host_seed
 from ..environment import device_override
 
 
@@ -59,3 +60,13 @@ def generator(seed: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(int(seed))
     return g
+
+
+def host_randomness(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Host `rank`'s random draws in a job across hosts (numpy's and torch's): `seed` itself on the
+    first host (one host draws what a notebook's fit draws), a stream of its own on each other
+    host, so that hosts draw different samples, negatives or noise."""
+    if rank == 0:
+        return np.random.default_rng(seed), generator(seed)
+    sequence = np.random.SeedSequence(host_seed(seed, rank))
+    return np.random.default_rng(sequence), generator(int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))

@@ -10,6 +10,9 @@ mid-write leaves the previous checkpoint whole):
 - `deepar-checkpoint.json`: the epoch it was written after, the best epoch and its loss, whether
   training had finished, and the fingerprint of the configuration (hyperparameters and network):
   a checkpoint of another configuration is ignored, with a warning.
+Each file carries the epoch it was written after (the weights in their safetensors metadata, the
+optimizer file beside its states): three files of different epochs (a job stopped between the
+renames) are ignored as a whole, with a warning, rather than mixed.
 
 A resumed job continues with the next epoch, the same best-epoch record and early-stopping count;
 the windows it samples differ from the uninterrupted job's (the sampler's state is not kept).
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from smalgos.artifacts import write_atomic
@@ -61,8 +65,9 @@ def save(directory: Path, key: str, epoch: int, finished: bool, model: torch.nn.
         tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best[2].items()})
     meta = {"fingerprint": key, "epoch": epoch, "finished": finished,
             "best_loss": None if best is None else best[0], "best_epoch": None if best is None else best[1]}
-    states = {"optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict()}
-    write_atomic(directory / WEIGHTS, lambda p: save_file(tensors, str(p)))
+    states = {"optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict(),
+              "epoch": epoch}
+    write_atomic(directory / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"epoch": str(epoch)}))
     write_atomic(directory / OPTIMIZER, lambda p: torch.save(states, p))
     write_atomic(directory / META, lambda p: p.write_text(json.dumps(meta)))
 
@@ -76,12 +81,19 @@ def restore(directory: Path, key: str) -> Resume | None:
     try:
         meta = json.loads(paths[0].read_text())
         tensors = load_file(str(paths[1]))
+        with safe_open(str(paths[1]), framework="pt") as f:
+            weights_epoch = (f.metadata() or {}).get("epoch")
         states = torch.load(paths[2], map_location="cpu", weights_only=True)
     except Exception as exc:  # a torn or foreign file: start afresh rather than fail the job
         log.warning("Ignoring the unreadable checkpoint in %s: %s", directory, exc)
         return None
     if meta.get("fingerprint") != key:
         log.warning("Ignoring the checkpoint in %s: it belongs to another configuration", directory)
+        return None
+    epochs = {META: str(meta.get("epoch")), WEIGHTS: weights_epoch, OPTIMIZER: str(states.get("epoch"))}
+    if len(set(epochs.values())) != 1:
+        log.warning("Ignoring the checkpoint in %s: a checkpoint written halfway (its files are of epochs %s)",
+                    directory, ", ".join(f"{name} {e}" for name, e in epochs.items()))
         return None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None

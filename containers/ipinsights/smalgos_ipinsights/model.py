@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from smalgos.distributed import host_seed
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import StreamingEstimator
-from smalgos.maths.device import generator, pick_device, to_numpy
+from smalgos.maths.device import generator, host_randomness, pick_device, to_numpy
 from smalgos.maths.lazy_adam import Group, LazyAdam, summed_across_hosts
 from smalgos.maths.ranking import separation_auc
 
@@ -62,15 +61,6 @@ def as_pairs(X) -> Pairs:
         return pairs_of(X.tolist() if isinstance(X, np.ndarray) else X)
     except ClientError as exc:
         raise InputError(exc.message) from None
-
-
-def _sampling_randomness(seed: int, rank: int) -> tuple[np.random.Generator, torch.Generator]:
-    """The negatives' random draws of host `rank`: `seed` itself on the first (one host: the
-    notebook's fit), a stream of its own on each other host, so hosts draw different negatives."""
-    if rank == 0:
-        return np.random.default_rng(seed), generator(seed)
-    sequence = np.random.SeedSequence(host_seed(seed, rank))
-    return np.random.default_rng(sequence), generator(int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
 class _Tally:
@@ -149,7 +139,7 @@ class IPInsights(StreamingEstimator):
         self._device = pick_device(self.device)
         net = IPInsightsNet(int(self.num_entity_vectors), int(self.vector_dim), int(self.num_ip_encoder_layers))
         net.reset(generator(self.random_state))  # the same network on every host
-        self._rng, self._gen = _sampling_randomness(int(self.random_state), self.cluster.rank)
+        self._rng, self._gen = host_randomness(int(self.random_state), self.cluster.rank)
         self._net = net.to(self._device)
         self._adam = LazyAdam({name: Group(p, float(self.learning_rate), float(self.weight_decay))
                                for name, p in self._net.named_parameters()},

@@ -1,13 +1,16 @@
 """Checkpoints for SageMaker managed spot training: the full training state after every epoch.
 
-Two files in the checkpoint directory, each written to a `.tmp` name and renamed into place:
+Two files in the checkpoint directory, each written whole beside its place and renamed into it
+(`smalgos.artifacts.write_atomic`: temporary names SageMaker's checkpoint sync skips):
 
     linear-learner-checkpoint.safetensors   W, b, best_W, best_b, state.<optimiser tensor>,
                                             best_value, best_loss, best_threshold, best_epoch
     linear-learner-checkpoint.json          {"fingerprint", "epoch", "finished", "step",
                                              "scheduler_step", "global_best", "bad_epochs"}
 
-A run resumes from a checkpoint only when its fingerprint (resolved hyperparameters except
+The weights file carries its epoch (safetensors metadata): a pair whose files are of different
+epochs (a host stopped between the two renames) is ignored. A run resumes from a checkpoint only
+when its fingerprint (resolved hyperparameters except
 `epochs`, feature_dim, number of models and outputs, seed) is the same.
 """
 
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from smalgos.artifacts import write_atomic
 
 if TYPE_CHECKING:
     from .trainer import _Trainer
@@ -63,15 +68,13 @@ def save_checkpoint(trainer: _Trainer, directory: Path, epoch: int, finished: bo
     meta = {"fingerprint": fingerprint(trainer), "epoch": epoch, "finished": finished, "step": opt.steps,
             "scheduler_step": opt.scheduler_step, "global_best": _jsonable(best.global_best),
             "bad_epochs": best.bad_epochs}
-    tmp_w, tmp_m = directory / (CHECKPOINT_WEIGHTS + ".tmp"), directory / (CHECKPOINT_META + ".tmp")
-    save_file(arrays, str(tmp_w))
-    tmp_m.write_text(json.dumps(meta))
-    tmp_w.replace(directory / CHECKPOINT_WEIGHTS)
-    tmp_m.replace(directory / CHECKPOINT_META)
+    write_atomic(directory / CHECKPOINT_WEIGHTS, lambda tmp: save_file(arrays, str(tmp), metadata={"epoch": str(epoch)}))
+    write_atomic(directory / CHECKPOINT_META, lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
 def restore_checkpoint(trainer: _Trainer, directory: Path) -> int:
     """Resume from a checkpoint of the same configuration; returns the first epoch to run."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
     directory = Path(directory)
@@ -85,6 +88,12 @@ def restore_checkpoint(trainer: _Trainer, directory: Path) -> int:
         return 0
     if meta.get("fingerprint") != fingerprint(trainer):
         log.warning("Ignoring the checkpoint in %s: it belongs to another configuration", directory)
+        return 0
+    with safe_open(str(weights_path), framework="numpy") as f:
+        weights_epoch = (f.metadata() or {}).get("epoch")
+    if weights_epoch != str(meta.get("epoch")):
+        log.warning("Ignoring the checkpoint in %s: its weights are of epoch %s, its state of epoch %s (a "
+                    "checkpoint written halfway)", directory, weights_epoch, meta.get("epoch"))
         return 0
     arrays = load_file(str(weights_path))
     dev = trainer.device

@@ -21,6 +21,14 @@ training loss, and the weights of the best epoch are kept. Reported losses are p
 this scale), `recons` and `kld` its two parts, `logppx` the mean over documents of each one's
 loss per word (NVDM's log-perplexity).
 
+Across hosts (`self.cluster`, set by the trainer; smalgos.distributed) the hosts start from the
+master's network, each reads its part of the training data, and every step is one step of every
+host's mini-batch: the gradients of the per-document losses summed over the hosts and divided by
+the documents of all of them (the mean over the hosts' batches together), so that every host holds
+the same network. Each host draws its own noise and sub-sample; batch norm normalises each host's
+batch and its running statistics are averaged over the hosts at each epoch's end. The epoch's
+training losses are those of every host's documents.
+
 Served topic weights are deterministic: softmax(μ), in numpy from the saved arrays (no torch).
 The artifact is safetensors (the network's tensors, torch's names) + JSON (shape and settings).
 """
@@ -111,6 +119,12 @@ class _Losses:
         self.ratio += float(((recons + kld)[has] / words[has]).sum())
         self.docs += int(words.shape[0])
         self.scored += int(has.sum())
+
+    def combine(self, cluster) -> None:
+        """Every host's sums, summed (the same on every host after)."""
+        sums = np.array([self.recons, self.kld, self.words, self.ratio, self.docs, self.scored], np.float64)
+        self.recons, self.kld, self.words, self.ratio, docs, scored = cluster.sum(sums)[0].tolist()
+        self.docs, self.scored = int(round(docs)), int(round(scored))
 
     def result(self, where: str) -> dict[str, float]:
         if self.words <= 0:
@@ -216,7 +230,7 @@ class NeuralTopicModel(StreamingEstimator):
     def begin(self, n_features: int) -> None:
         import torch
 
-        from smalgos.maths.device import generator, pick_device
+        from smalgos.maths.device import host_randomness, pick_device
 
         self.validated_parameters(feature_dim=n_features)
         self.n_features_in_ = int(n_features)
@@ -226,8 +240,11 @@ class NeuralTopicModel(StreamingEstimator):
             torch.manual_seed(int(self.random_state))
             self._net = _network(self.n_features_in_, self.widths_, self.num_topics,
                                  self.encoder_layers_activation, self.batch_norm).to(self._device)
-        self._noise = generator(self.random_state)  # noise drawn on the CPU: one seed, one model, any device
-        self._rng = np.random.default_rng(self.random_state)
+        if self.cluster.several:  # every host starts from the master's network
+            for t in self._net.state_dict().values():
+                t.copy_(torch.from_numpy(self.cluster.broadcast(t.cpu().numpy()).reshape(t.shape)))
+        # Noise drawn on the CPU (one seed, one model, any device); each host its own stream.
+        self._rng, self._noise = host_randomness(int(self.random_state), self.cluster.rank)
         self._optimizer = optimizer_by_name(self.optimizer, self._net.parameters(), self.learning_rate,
                                             self.weight_decay)
         self._clip = math.inf if self.clip_gradient in NO_CLIP else float(self.clip_gradient)
@@ -244,24 +261,59 @@ class NeuralTopicModel(StreamingEstimator):
         xb = conform_width(as_float32(X), self.n_features_in_, "the mini-batch")
         refuse_negative(xb, "the mini-batch", self._records)
         self._records += xb.shape[0]
-        if xb.shape[0] == 0 or (self.sub_sample < 1.0 and self._rng.random() >= self.sub_sample):
+        sampled = xb.shape[0] > 0 and (self.sub_sample >= 1.0 or self._rng.random() < self.sub_sample)
+        if not self.cluster.several and not sampled:
             return self
-        counts = as_dense(xb, self._device)
-        self._net.train(counts.shape[0] > 1)  # batch norm needs two records to normalise over
-        noise = torch.randn((counts.shape[0], self.num_topics), generator=self._noise).to(self._device)
-        recons, kld = self._net(counts, noise)
-        loss = (recons + kld).mean()
-        self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self._optimizer.zero_grad(set_to_none=not self.cluster.several)
+        if sampled:
+            counts = as_dense(xb, self._device)
+            self._net.train(counts.shape[0] > 1)  # batch norm needs two records to normalise over
+            noise = torch.randn((counts.shape[0], self.num_topics), generator=self._noise).to(self._device)
+            recons, kld = self._net(counts, noise)
+            per_document = recons + kld
+            (per_document.sum() if self.cluster.several else per_document.mean()).backward()
+            self._epoch_losses.add(recons, kld, counts.sum(1))
+        if self.cluster.several and not self._step_of_every_host(xb.shape[0] if sampled else 0):
+            return self
         scale_gradients(self._net.parameters(), float(self.rescale_gradient), self._clip)
         self._optimizer.step()
-        self._epoch_losses.add(recons, kld, counts.sum(1))
         return self
+
+    def _step_of_every_host(self, documents: int) -> bool:
+        """Every host's gradients (of its documents' summed losses) summed and divided by the
+        documents of every host; False when no host had any (then no step is taken)."""
+        import torch
+
+        params = list(self._net.parameters())
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        count = torch.tensor([float(documents)])
+        self.cluster.sum_tensors_([p.grad for p in params] + [count])
+        total = float(count[0])
+        if total <= 0:
+            return False
+        for p in params:
+            p.grad.div_(total)
+        return True
 
     def end_epoch(self) -> None:
         losses, self._epoch_losses = self._epoch_losses, _Losses()
         self.last_records_, self._records = self._records, 0
+        if self.cluster.several:
+            losses.combine(self.cluster)
+            self._average_batch_norm()
         self.last_train_ = losses.result("the training data") if losses.docs else None
+
+    def _average_batch_norm(self) -> None:
+        """Batch norm's running statistics, averaged over the hosts (each saw its own batches)."""
+        import torch
+
+        if self._net.norms is None:
+            return
+        for norm in self._net.norms:
+            for t in (norm.running_mean, norm.running_var):
+                t.copy_(torch.from_numpy(self.cluster.sum(t.cpu().numpy())[0] / self.cluster.size))
 
     def evaluate(self, batches: Iterable, where: str = "the data") -> dict[str, float]:
         """Per-word losses of the documents of `batches` (feature matrices), at ε = 0."""
@@ -290,7 +342,8 @@ class NeuralTopicModel(StreamingEstimator):
         stopper = EarlyStopping(self.tolerance, self.num_patience_epochs)
         for epoch in range(1, int(self.epochs) + 1):
             started = time.time()
-            for xb in train():
+            empty = lambda: sp.csr_matrix((0, self.n_features_in_), dtype=np.float32)  # noqa: E731
+            for xb in self.cluster.lockstep(train(), empty=empty, stop=should_stop):
                 self.partial_fit(xb)
             self.end_epoch()
             if self.last_train_ is None:
@@ -305,7 +358,7 @@ class NeuralTopicModel(StreamingEstimator):
             if callback is not None:
                 callback(EpochReport(epoch, self.last_train_, held, improved, stopper, self.last_records_,
                                      time.time() - started))
-            if stopper.stop or should_stop():
+            if stopper.stop or self.cluster.any(should_stop()):
                 break
         self.epochs_trained_, self.best_epoch_, self.best_loss_ = stopper.epoch, stopper.best_epoch, stopper.best
 

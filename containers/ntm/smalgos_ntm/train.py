@@ -12,13 +12,17 @@ Lines printed, in AWS's shapes (spec §6.4), epochs counted from 1:
     Bad epochs exceeded patience. Stopping training early!
     Best model based on early stopping at epoch 9. Best loss: 2.39
     #quality_metric: host=algo-1, epoch=9, validation total_loss <loss>=2.39            the best epoch's, last
-    Topics from epoch:final (num_topics:5) [tu 1.00]:   then the top words of each topic
+    Topics from epoch:final (num_topics:5) [wetc 0.43, tu 1.00]:   then the top words of each topic
+                                                     (wetc: with vocab.txt; see coherence.py)
     #quality_metric: host=algo-1, test total_loss <loss>=...   and   #test_score (algo-1) : ('total_loss', ...)
     #progress_metric / #throughput_metric every epoch, and a `#metrics` timing line (Algorithm NTM).
 Losses are per word (model.py). With `auxiliary/vocab.txt` topics print as words, else as word ids.
 
-One host: a job of several hosts is refused for now (AWS trains NTM on several, through its
-parameter server; here that is still to come, on smalgos.distributed).
+Several hosts train as one job (smalgos.distributed; AWS's image uses MXNet's parameter server):
+each reads its part of `train` (FullyReplicated: every host-count-th record; ShardedByS3Key: its
+own files), in step with the others, every step one step of all their mini-batches (model.py).
+Every host evaluates the (replicated) validation data and prints the job's losses; the master
+writes the model and scores the test channel.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ import time
 
 import numpy as np
 
+from smalgos.distributed import joined
 from smalgos.errors import ClientError, InputError
+from smalgos.maths.device import pick_device
 from smalgos.training.streaming import checked_batches
 
+from .coherence import WordVectorSample, topic_uniqueness, word_embedding_coherence
 from .declaration import VOCABULARY_FILE
 from .model import EpochReport, NeuralTopicModel
 
@@ -54,29 +61,34 @@ def vocabulary(job, feature_dim: int) -> list[str] | None:
     return [w.strip() for w in words]
 
 
-def topic_uniqueness(tops: list[list[int]]) -> float:
-    """TU (Nan et al. 2019): the mean over topics and their top words of 1 / (topics listing the word)."""
-    listed: dict[int, int] = {}
-    for top in tops:
-        for w in top:
-            listed[w] = listed.get(w, 0) + 1
-    return float(np.mean([np.mean([1.0 / listed[w] for w in top]) for top in tops]))
-
-
 def train(job) -> None:
+    est = NeuralTopicModel.from_hyperparameters(job.hyperparameters)
+    with joined(job.resources, want_cuda=pick_device(est.device).type == "cuda") as cluster:
+        est.cluster = cluster
+        _train(job, est)
+
+
+def _train(job, est: NeuralTopicModel) -> None:
     started = time.time()
-    hp, log, metrics = job.hyperparameters, job.log, job.metrics
-    if job.resources.num_hosts > 1:
-        raise ClientError(f"This NTM trains on one instance; the job has {job.resources.num_hosts} "
-                          f"({', '.join(job.resources.hosts)}): use instance_count=1")
+    hp, log, metrics, cluster = job.hyperparameters, job.log, job.metrics, est.cluster
     feature_dim, batch = hp["feature_dim"], hp["mini_batch_size"]
     words = vocabulary(job, feature_dim)
+    # WETC needs the words (as AWS's: vocab.txt given); its word vectors come from the training documents.
+    sample = WordVectorSample() if words and cluster.is_master else None
 
     def source(name):
         channel = job.channel(name)
         if channel is None:
             return None
-        return lambda: (b.features for b in checked_batches(channel, batch, feature_dim))
+        if name == "train":
+            channel = channel.sliced(cluster.rank, cluster.size)
+
+        def batches():
+            for b in checked_batches(channel, batch, feature_dim):
+                if name == "train" and sample is not None:
+                    sample.add(b.features)
+                yield b.features
+        return batches
 
     def on_epoch(r: EpochReport) -> None:
         for name, losses in (("train", r.train), ("validation", r.validation)):
@@ -98,7 +110,6 @@ def train(job) -> None:
         metrics.progress(100.0 * r.epoch / hp["epochs"])
         metrics.throughput(r.records / max(r.seconds, 1e-9))
 
-    est = NeuralTopicModel.from_hyperparameters(hp)
     est.begin(feature_dim)
     trained_from = time.time()
     try:
@@ -116,10 +127,15 @@ def train(job) -> None:
         metrics.quality("validation", "total_loss", est.best_loss_, epoch=est.best_epoch_)
 
     tops = [list(np.argsort(-row, kind="stable")[:min(TOP_WORDS, feature_dim)]) for row in est.topics()]
-    log.info("Topics from epoch:final (num_topics:%d) [tu %.2f]:", est.num_topics, topic_uniqueness(tops))
+    wetc = f"wetc {word_embedding_coherence(tops, sample.vectors()):.2f}, " if sample is not None else ""
+    log.info("Topics from epoch:final (num_topics:%d) [%stu %.2f]:", est.num_topics, wetc, topic_uniqueness(tops))
     for top in tops:
         log.info("%s", " ".join(words[w] if words else str(w) for w in top))
 
+    if not cluster.is_master:
+        log.info("Host %s is not the master (%s): the model is written and tested by the master only",
+                 cluster.host, cluster.hosts[0])
+        return
     log.info("Serializing model to %s", job.model_dir / "model_algo-1")
     est.save(job.model_dir)
     saved = time.time()

@@ -324,6 +324,25 @@ def test_checkpoints_resume_where_training_stopped(tmp_path, diabetes):
     assert len(other.history_) == 4  # another configuration ignores the checkpoint
 
 
+def test_a_checkpoint_written_halfway_is_ignored(tmp_path, diabetes, caplog):
+    """A host stopped between the two renames leaves the weights of one epoch beside the state of
+    the one before: the pair is not resumed from (that would mix two epochs), and no temporary
+    file is left for SageMaker's checkpoint sync to upload."""
+    import json
+
+    Xtr, _, ytr, _ = diabetes
+    kw = dict(num_models=2, mini_batch_size=32, epochs=3, early_stopping_patience=10)
+    source = lambda: iter([(Xtr, ytr)])  # noqa: E731
+    LinearLearner("regressor", **kw).fit_stream(source, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linear-learner-checkpoint.json",
+                                                         "linear-learner-checkpoint.safetensors"]
+    meta_path = tmp_path / "linear-learner-checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "epoch": meta["epoch"] - 1, "finished": False}))
+    again = LinearLearner("regressor", **kw).fit_stream(source, checkpoint_dir=tmp_path)
+    assert len(again.history_) == 3 and "a checkpoint written halfway" in caplog.text
+
+
 def test_memory_estimate_follows_the_optimizer_and_refuses_before_allocating(monkeypatch):
     import torch
 

@@ -172,7 +172,7 @@ def test_log_lines_name_the_best_epoch_and_the_topics_as_words(tmp_path, caplog)
     assert rc == 0, job.failure
     text = caplog.text
     assert re.search(r"Best model based on early stopping at epoch [12]\. Best loss: ", text)
-    assert re.search(r"Topics from epoch:final \(num_topics:5\) \[tu \S+\]:", text)
+    assert re.search(r"Topics from epoch:final \(num_topics:5\) \[wetc 0\.\d\d, tu \d\.\d\d\]:", text)
     assert re.search(r"^.*w\d+ w\d+ w\d+", text, re.M) and "Test data is not provided." in text
     assert "train Loss (name: value) total: " in text and "patience losses:[" in text
 
