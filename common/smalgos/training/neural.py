@@ -1,5 +1,6 @@
 """Shared machinery of the neural (torch) algorithms: optimisers by AWS's names, gradient
-rescaling and clipping as MXNet's optimisers apply them, and early stopping on a loss.
+rescaling and clipping as MXNet's optimisers apply them, early stopping on a loss, and
+learning-rate schedules (inverse time, inverse square root, reduce on plateau: Sockeye 1's).
 
     opt = optimizer_by_name("adam", net.parameters(), lr=0.01, weight_decay=0.0)
     stopper = EarlyStopping(tolerance=1e-3, patience=3)
@@ -65,7 +66,10 @@ class EarlyStopping:
     that did not improve enough; `epoch` is the number of epochs seen, `best_epoch` (1-based) the
     best one's."""
 
-    def __init__(self, tolerance: float, patience: int):
+    def __init__(self, tolerance: float, patience: int, absolute: bool = False):
+        """`absolute=True`: an epoch must lower the best loss by more than `tolerance` itself
+        (Object2Vec's `early_stopping_tolerance`), not by `tolerance` of it."""
+        self.absolute = bool(absolute)
         if tolerance < 0 or patience < 1:
             raise ValueError(f"tolerance must be >= 0 and patience >= 1 (got {tolerance}, {patience})")
         self.tolerance, self.patience = float(tolerance), int(patience)
@@ -83,7 +87,7 @@ class EarlyStopping:
         """Whether `loss` beats the best so far by more than the relative tolerance."""
         if not math.isfinite(self.best):
             return math.isfinite(loss)
-        return loss < self.best - self.tolerance * abs(self.best)
+        return loss < self.best - self.tolerance * (1.0 if self.absolute else abs(self.best))
 
     def update(self, loss: float) -> bool:
         loss = float(loss)
@@ -94,3 +98,60 @@ class EarlyStopping:
             self.best, self.best_epoch = loss, self.epoch
             return True
         return False
+
+
+# -- learning-rate schedules -----------------------------------------------------------------------
+# Sockeye 1's (which AWS's Seq2Seq runs) and usable by any torch trainer: `rate(...)` gives the
+# learning rate to use now, and `set_learning_rate(optimizer, rate)` applies it.
+
+
+def set_learning_rate(optimizer, rate: float) -> None:
+    """Every parameter group of a torch optimiser at learning rate `rate`."""
+    for group in optimizer.param_groups:
+        group["lr"] = float(rate)
+
+
+class InverseTimeDecay:
+    """`fixed_rate_inv_t`: base / (1 + t / half_life), t in updates: halved after `half_life` updates
+    (Sockeye 1's LearningRateSchedulerInvT, whose half-life is counted in checkpoints: pass
+    half_life_checkpoints × updates_per_checkpoint)."""
+
+    def __init__(self, base: float, half_life: float):
+        if base <= 0 or half_life <= 0:
+            raise ValueError(f"base rate and half-life must be > 0 (got {base}, {half_life})")
+        self.base, self.factor = float(base), 1.0 / float(half_life)
+
+    def rate(self, t: int) -> float:
+        return self.base / (1.0 + self.factor * t)
+
+
+class InverseSqrtTimeDecay(InverseTimeDecay):
+    """`fixed_rate_inv_sqrt_t`: base / √(1 + 3 t / half_life): halved after `half_life` updates too
+    (Sockeye 1's LearningRateSchedulerInvSqrtT)."""
+
+    def __init__(self, base: float, half_life: float):
+        super().__init__(base, half_life)
+        self.factor = 3.0 / float(half_life)
+
+    def rate(self, t: int) -> float:
+        return self.base / math.sqrt(1.0 + self.factor * t)
+
+
+class PlateauReduce:
+    """`plateau_reduce`: the rate times `factor` once `patience` evaluations in a row have not
+    improved (the count then starts again); `rate(improved)` takes each evaluation's outcome."""
+
+    def __init__(self, base: float, factor: float, patience: int):
+        if base <= 0 or not 0 < factor <= 1 or patience < 1:
+            raise ValueError(f"need base > 0, 0 < factor <= 1, patience >= 1 (got {base}, {factor}, {patience})")
+        self.current, self.factor, self.patience = float(base), float(factor), int(patience)
+        self.bad = 0
+        self.reductions = 0
+
+    def rate(self, improved: bool) -> float:
+        self.bad = 0 if improved else self.bad + 1
+        if self.bad >= self.patience:
+            self.current *= self.factor
+            self.bad = 0
+            self.reductions += 1
+        return self.current

@@ -1,0 +1,1 @@
+"""Image Classification (`image-classification`): see declaration.py, model.py and train.py."""

@@ -1,0 +1,196 @@
+"""The images of a channel, as a torch Dataset: RecordIO image records (`.rec` files, or in Pipe
+mode the records of the channel's first FIFO, held in memory and reused every epoch) or image files
+listed by a `.lst` channel. Labels are read and checked once, when the set is built (the
+IRHeaders of a `.rec` file, the label columns of a `.lst`); images are decoded and prepared
+(smalgos.vision.transforms) in the DataLoader workers. An image that cannot be decoded comes back
+as its ClientError (named by file and record or line) and is raised by the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from smalgos.errors import ClientError
+from smalgos.vision.media import RECORDIO
+from smalgos.vision.recordio_images import (
+    Header, RecordFile, RecordList, decode_image, pack, read_lst, read_stream, unpack)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image: where its bytes are, and how to name it in a message."""
+
+    where: str
+    record: tuple[int, int] | None = None  # (file number, record number) in a .rec set
+    path: Path | None = None               # an image file
+
+
+class ImageSet(torch.utils.data.Dataset):
+    """(image tensor, label) pairs; the label an int64 class, or a float32 multi-hot vector."""
+
+    def __init__(self, items: list[Item], labels: np.ndarray, records: list[RecordFile], channels: int,
+                 multi_label: bool, transform: Callable | None = None):
+        self.items, self.labels, self.records = items, labels, records
+        self.channels, self.multi_label, self.transform = channels, multi_label, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def image_bytes(self, i: int) -> bytes:
+        item = self.items[i]
+        if item.record is not None:
+            f, r = item.record
+            return unpack(self.records[f].payload(r), item.where)[1]
+        try:
+            return item.path.read_bytes()
+        except OSError as exc:
+            raise ClientError(f"{item.where}: cannot read the image ({exc.strerror})") from None
+
+    def __getitem__(self, i: int):
+        where = self.items[i].where
+        try:
+            pixels = decode_image(self.image_bytes(i), where, self.channels)
+            image = self.transform(pixels, where)
+        except ClientError as exc:
+            return exc
+        label = self.labels[i]
+        return image, (torch.from_numpy(label) if self.multi_label else torch.tensor(int(label[0])))
+
+
+def collate(samples):
+    """A batch, or the first ClientError among its samples (raised by the caller)."""
+    for s in samples:
+        if isinstance(s, ClientError):
+            return s
+    images, labels = zip(*samples)
+    return torch.stack(images), torch.stack(labels)
+
+
+def _checked_labels(labels: np.ndarray, where: str, num_classes: int, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        if labels.size != num_classes:
+            raise ClientError(f"{where}: {labels.size} label(s), but multi_label=1 needs one 0/1 value per class "
+                              f"(num_classes={num_classes})")
+        if not np.isin(labels, (0.0, 1.0)).all():
+            raise ClientError(f"{where}: multi-label values must be 0 or 1, found {labels.tolist()}")
+        return labels.astype(np.float32)
+    if labels.size < 1:
+        raise ClientError(f"{where}: no label")
+    c = float(labels[0])
+    if not c.is_integer() or not 0 <= c < num_classes:
+        raise ClientError(f"{where}: label {labels[0]:g} is not a class in 0..{num_classes - 1} "
+                          f"(num_classes={num_classes})")
+    return np.array([c], np.float32)
+
+
+def from_recordio(job_channel: str, files: list, num_classes: int, multi_label: bool,
+                  channels: int) -> ImageSet:
+    """Every record of every `.rec` file of a channel (paths, or RecordLists read from a Pipe
+    mode stream), in order."""
+    records, items, labels = [], [], []
+    for f, path in enumerate(files):
+        rec = RecordFile(path, f"Channel {job_channel!r}: {path}") if isinstance(path, Path) else path
+        records.append(rec)
+        for r in range(len(rec)):
+            where = f"{rec.source}: record {r}"
+            header = rec.header(r, where)
+            where = f"{rec.source}: record {r} (id {header.id})"
+            labels.append(_checked_labels(header.labels, where, num_classes, multi_label))
+            items.append(Item(where, record=(f, r)))
+    if not items:
+        raise ClientError(f"Channel {job_channel!r}: the .rec file(s) hold no records")
+    return ImageSet(items, np.stack(labels), records, channels, multi_label)
+
+
+def _manifest_label(text: bytes, where: str, num_classes: int, multi_label: bool, label_format: str) -> list[float]:
+    import json
+
+    try:
+        value = json.loads(text.decode("utf-8"))
+        if isinstance(value, str):
+            value = json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        raise ClientError(f"{where}: label {text[:40]!r} is not a number or a JSON list of numbers") from None
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ClientError(f"{where}: label {value!r} is not a number or a list of numbers")
+    if multi_label and label_format == "class-id":
+        hot = [0.0] * num_classes
+        for v in values:
+            if not float(v).is_integer() or not 0 <= v < num_classes:
+                raise ClientError(f"{where}: class id {v} is not in 0..{num_classes - 1} (label-format=class-id)")
+            hot[int(v)] = 1.0
+        return hot
+    return [float(v) for v in values]
+
+
+def from_manifest(job_channel: str, channel, num_classes: int, multi_label: bool, channels: int) -> ImageSet:
+    """An augmented manifest in Pipe mode (RecordWrapperType RecordIO, AttributeNames image first,
+    then the label): wrapped objects alternate image bytes and label text ("3", "[1, 0, 1]" multi-hot,
+    or class ids with `label-format=class-id`). Each pair becomes an image record held in memory."""
+    label_format = channel.media.params.get("label-format", "multi-hot")
+    if label_format not in ("multi-hot", "class-id"):
+        raise ClientError(f"Channel {job_channel!r}: label-format={label_format!r} is not multi-hot or class-id")
+    objects = [(source, stream.read()) for source, stream in channel.streams()]
+    if len(objects) % 2:
+        raise ClientError(f"Channel {job_channel!r}: {len(objects)} wrapped objects; an augmented manifest sends "
+                          "pairs (AttributeNames: the image's source-ref, then its label)")
+    payloads = []
+    for i in range(0, len(objects), 2):
+        where = f"Channel {job_channel!r}: {objects[i + 1][0]} (the label of manifest line {i // 2 + 1})"
+        labels = _manifest_label(objects[i + 1][1], where, num_classes, multi_label, label_format)
+        header = Header(0, labels if multi_label else labels[0], i // 2)
+        payloads.append(pack(header, objects[i][1]))
+    return from_recordio(job_channel, [RecordList(payloads, f"Channel {job_channel!r}: augmented manifest")],
+                         num_classes, multi_label, channels)
+
+
+def from_list(job_channel: str, lst_channel: str, root: Path, lst_files: list[Path], num_classes: int,
+              multi_label: bool, channels: int) -> ImageSet:
+    """The images that the `.lst` files of `lst_channel` list, paths relative to `root`."""
+    items, labels = [], []
+    root_resolved = root.resolve()
+    for lst in lst_files:
+        for entry in read_lst(lst, f"Channel {lst_channel!r}: {lst}"):
+            where = f"Channel {lst_channel!r}: {lst} line {entry.line}"
+            path = (root / entry.path)
+            if root_resolved not in path.resolve().parents:
+                raise ClientError(f"{where}: image path {entry.path!r} leads outside the {job_channel!r} channel")
+            if not path.is_file():
+                raise ClientError(f"{where}: image {entry.path!r} is not in the {job_channel!r} channel ({root})")
+            labels.append(_checked_labels(entry.labels, where, num_classes, multi_label))
+            items.append(Item(f"Channel {job_channel!r}: {path} (listed on {lst.name} line {entry.line})", path=path))
+    return ImageSet(items, np.stack(labels), [], channels, multi_label)
+
+
+def channel_set(job, name: str, num_classes: int, multi_label: bool, channels: int) -> ImageSet:
+    """The `train` or `validation` channel as an ImageSet (`.rec` files, or images + `<name>_lst`)."""
+    channel = job.channel(name)
+    if channel.is_pipe:
+        if channel.content_type != RECORDIO:
+            raise ClientError(f"Channel {name!r}: Pipe mode reads application/x-recordio (.rec) records, not "
+                              f"{channel.content_type}")
+        # The first epoch's FIFO, read whole into memory; later epochs reuse it (no FIFO after train_0 is opened).
+        if channel.config.record_wrapper == "RecordIO":
+            return from_manifest(name, channel, num_classes, multi_label, channels)
+        parts = [read_stream(stream, f"Channel {name!r}: {source}") for source, stream in channel.streams()]
+        return from_recordio(name, parts, num_classes, multi_label, channels)
+    files = channel.files()
+    if not files:
+        raise ClientError(f"Channel {name!r}: no files in {job.paths.channel_dir(name)}")
+    if channel.content_type == RECORDIO:
+        return from_recordio(name, files, num_classes, multi_label, channels)
+    lst_channel = job.channel(f"{name}_lst")
+    if lst_channel is None:
+        raise ClientError(f"Channel {name!r} holds image files ({channel.content_type}): the {name}_lst channel "
+                          f"with a .lst file (index<TAB>label<TAB>path) is required with it")
+    lst_files = lst_channel.files()
+    if not lst_files:
+        raise ClientError(f"Channel '{name}_lst': no .lst file in {job.paths.channel_dir(name + '_lst')}")
+    return from_list(name, f"{name}_lst", job.paths.channel_dir(name), lst_files, num_classes, multi_label,
+                     channels)

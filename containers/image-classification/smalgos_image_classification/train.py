@@ -1,0 +1,188 @@
+"""Training for Image Classification: the `train` and `validation` channels (RecordIO image records,
+or image files with their `.lst` channels), an optional start from the `model` channel or from
+ImageNet weights, then the best validation epoch's network saved.
+
+Lines printed, MXNet Module's (spec §7.4), epochs counted from 0:
+    Epoch[0] Batch [20]	Speed: 114.166 samples/sec	accuracy=0.005580	top_k_accuracy_2=0.011161
+    Epoch[0] Train-accuracy=0.637171
+    Epoch[0] Train-top_k_accuracy_2=0.811161            with top_k
+    Epoch[0] Time cost=20.103
+    Epoch[0] Validation-accuracy=0.773047
+    Epoch[0] Validation-top_k_accuracy_2=0.900391       with top_k
+    Saved checkpoint to "/opt/ml/model/model.safetensors"
+AWS's metric regexes (`Epoch\\S* Train-accuracy=(\\S*)`, `Epoch\\S* Validation-accuracy=(\\S*)`) read
+the accuracy lines; each is checked against its declared regex when printed.
+
+Where the starting weights come from (`model` channel, application/x-sagemaker-model):
+- a model.tar.gz (or its files) this image wrote: incremental training; num_layers, num_classes,
+  image_shape and multi_label must be the job's (a ClientError names both values);
+- a torchvision-format ResNet state dict (`*.safetensors`, or `*.pth` / `*.pt`, read with
+  torch.load(weights_only=True)): every tensor but the `fc.` head loaded, names strict (a ClientError
+  lists missing and unexpected keys), the head new — AWS's transfer learning;
+- use_pretrained_model=1 without a model channel: `PRETRAINED_DIR/resnet<num_layers>.safetensors`
+  inside the image (a derived image may add it); nothing is downloaded, and without either a
+  ClientError says how to supply the weights.
+AWS's own MXNet artifacts (`*-symbol.json`, `*.params`) cannot be read (there is no MXNet here).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from smalgos.artifacts import safe_extract
+from smalgos.errors import ClientError
+from smalgos.maths.device import pick_device
+from smalgos.vision.resnet import is_cifar_depth
+
+from .data import channel_set
+from .declaration import TRAIN_ACCURACY_REGEX, VALIDATION_ACCURACY_REGEX, parse_image_shape
+from .model import META_FILE, MODEL_FILE, EpochReport, ImageClassifier
+
+PRETRAINED_DIR = Path("/opt/smalgos/pretrained/image-classification")
+STATE_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
+def read_state_dict(path: Path, where: str) -> dict:
+    """A state dict file: safetensors, or a torch file read with weights_only=True (no pickle code)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
+        raise ClientError(f"{where}: cannot read the state dict {path.name} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ClientError(f"{where}: {path.name} is not a state dict (a mapping of parameter names to tensors)")
+    return state
+
+
+def _check_same(meta: dict, clf: ImageClassifier, where: str) -> None:
+    theirs = {"num_layers": meta["architecture"]["num_layers"], "num_classes": meta["num_classes"],
+              "image_shape": tuple(meta["image_shape"]), "multi_label": bool(meta["multi_label"])}
+    ours = {"num_layers": clf.num_layers, "num_classes": clf.num_classes, "image_shape": clf.image_shape,
+            "multi_label": clf.multi_label}
+    for name in theirs:
+        if theirs[name] != ours[name]:
+            shown = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else int(v)  # noqa: E731
+            raise ClientError(f"{where}: the model was trained with {name}={shown(theirs[name])} but this job has "
+                              f"{name}={shown(ours[name])}; incremental training needs the same value")
+
+
+def initial_state(job, clf: ImageClassifier, scratch: Path):
+    """(state dict, where, skip prefixes) to start from, or None (random initialisation)."""
+    hp = job.hyperparameters
+    pretrained = bool(hp["use_pretrained_model"])
+    if pretrained and is_cifar_depth(clf.num_layers):
+        raise ClientError(f"Hyperparameter use_pretrained_model: pretrained weights exist for num_layers 18, 34, "
+                          f"50, 101, 152 and 200 only, not the CIFAR-style {clf.num_layers}")
+    channel = job.channel("model")
+    if channel is None:
+        if not pretrained:
+            return None
+        path = PRETRAINED_DIR / f"resnet{clf.num_layers}.safetensors"
+        if not path.is_file():
+            raise ClientError(
+                f"use_pretrained_model=1: no ImageNet weights for num_layers={clf.num_layers}, and this image "
+                "downloads nothing. Supply a torchvision-format state dict (e.g. torchvision's "
+                f"resnet{clf.num_layers} weights, .pth or .safetensors) in the 'model' channel "
+                f"(ContentType application/x-sagemaker-model), or put it at {path} in a derived image; or set "
+                "use_pretrained_model=0")
+        job.log.info("Loading pretrained weights from %s (the fc head is new)", path)
+        return read_state_dict(path, "Pretrained weights"), f"Pretrained weights {path}", ("fc.",)
+    files = channel.files()
+    where = "Channel 'model'"
+    for tarball in [f for f in files if f.name.endswith(".tar.gz")]:
+        safe_extract(tarball, scratch)
+    candidates = [*(f for f in files if not f.name.endswith(".tar.gz")), *sorted(scratch.rglob("*"))]
+    meta = next((f for f in candidates if f.name == META_FILE), None)
+    if meta is not None:
+        if not (meta.parent / MODEL_FILE).is_file():
+            raise ClientError(f"{where}: {META_FILE} found without its {MODEL_FILE}")
+        try:
+            found = ImageClassifier.read_meta(meta.parent)
+        except (ValueError, KeyError) as exc:
+            raise ClientError(f"{where}: {meta.name}: {exc}") from None
+        _check_same(found, clf, where)
+        job.log.info("Incremental training from the model in the model channel (%s)", meta.parent)
+        return read_state_dict(meta.parent / MODEL_FILE, where), f"{where}: {MODEL_FILE}", ()
+    states = [f for f in candidates if f.suffix in STATE_SUFFIXES and f.is_file()]
+    if len(states) == 1:
+        job.log.info("Transfer learning from the state dict %s (every layer but the fc head)", states[0].name)
+        return read_state_dict(states[0], where), f"{where}: {states[0].name}", ("fc.",)
+    names = ", ".join(f.name for f in candidates if f.is_file()) or "none"
+    if any(re.search(r"-symbol\.json$|\.params$", f.name) for f in candidates):
+        raise ClientError(f"{where}: AWS's MXNet artifacts (*-symbol.json, *.params) cannot be read by this image; "
+                          "give a model.tar.gz it wrote, or a torchvision-format state dict")
+    if len(states) > 1:
+        raise ClientError(f"{where}: several state dicts ({', '.join(f.name for f in states)}); give one")
+    raise ClientError(f"{where}: no model found (files: {names}); give a model.tar.gz this image wrote, or one "
+                      "torchvision-format state dict (.safetensors, .pth or .pt)")
+
+
+def _accuracy_line(job, regex: str, text: str) -> None:
+    if not re.search(regex, text):  # the declared regex and the printed line cannot drift apart
+        raise RuntimeError(f"{text!r} does not match the declared metric regex {regex}")
+    job.log.info("%s", text)
+
+
+def train(job) -> None:
+    hp, log = job.hyperparameters, job.log
+    channels = parse_image_shape(hp["image_shape"])[0]
+    for name in ("train", "validation"):
+        ctype = job.channel(name).content_type
+        if ctype != "application/x-recordio" and hp["resize"] is None:
+            raise ClientError(f"Hyperparameter resize is required with image files (channel {name!r} is {ctype}): "
+                              "the shorter side the images are scaled to before cropping")
+    clf = ImageClassifier.from_hyperparameters(hp)
+    if len(job.resources.hosts) > 1:
+        log.warning("%d hosts: each trains on all the data by itself (training across hosts is not implemented "
+                    "for image-classification yet); the master's model is saved", len(job.resources.hosts))
+    device = pick_device(clf.device)
+    if device.type != "cuda":
+        log.warning("Training on CPU: SageMaker trains image-classification on GPU instances only (P2, P3, G4dn, "
+                    "G5); this CPU image trains for local use and small data")
+        if hp["precision_dtype"] == "float16":
+            log.info("precision_dtype=float16: mixed precision runs on CUDA only; training in float32 on CPU")
+    train_set = channel_set(job, "train", clf.num_classes, clf.multi_label, channels)
+    held = channel_set(job, "validation", clf.num_classes, clf.multi_label, channels)
+    if len(train_set) != hp["num_training_samples"]:
+        log.warning("num_training_samples is %d but the train channel holds %d images", hp["num_training_samples"],
+                    len(train_set))
+    log.info("ResNet-%d (%s-style), %d classes%s, image_shape %s, %d training and %d validation images, on %s",
+             clf.num_layers, "CIFAR" if is_cifar_depth(clf.num_layers) else "ImageNet", clf.num_classes,
+             " (multi-label)" if clf.multi_label else "", hp["image_shape"], len(train_set), len(held), device)
+
+    def on_epoch(r: EpochReport) -> None:
+        for key, value in r.train.items():
+            text = f"Epoch[{r.epoch}] Train-{key}={value:.6f}"
+            _accuracy_line(job, TRAIN_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
+        log.info("Epoch[%d] Time cost=%.3f", r.epoch, r.seconds)
+        for key, value in (r.validation or {}).items():
+            text = f"Epoch[{r.epoch}] Validation-{key}={value:.6f}"
+            _accuracy_line(job, VALIDATION_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
+        job.metrics.progress(100.0 * (r.epoch + 1) / hp["epochs"])
+        job.metrics.throughput(r.images / max(r.seconds, 1e-9))
+        if r.stopping:
+            log.info("Early stopping: validation accuracy has not improved by more than %g for %d epochs",
+                     hp["early_stopping_tolerance"], hp["early_stopping_patience"])
+
+    with tempfile.TemporaryDirectory(prefix="ic-model-") as scratch:
+        start = initial_state(job, clf, Path(scratch))
+        clf.fit(train_set, held, initial_state=start, callback=on_epoch, should_stop=job.should_stop)
+    if job.should_stop():
+        log.warning("Stopped after epoch %d: keeping the best epoch so far", clf.epochs_trained_ - 1)
+    log.info("Best validation accuracy %.6f at epoch %d", clf.best_accuracy_, clf.best_epoch_)
+    if job.resources.current_host != job.resources.hosts[0]:
+        log.info("Host %s is not the master (%s): only the master writes the model", job.resources.current_host,
+                 job.resources.hosts[0])
+        return
+    clf.save(job.model_dir)
+    log.info('Saved checkpoint to "%s"', job.model_dir / MODEL_FILE)
+
+

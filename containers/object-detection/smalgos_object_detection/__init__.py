@@ -1,0 +1,1 @@
+"""Object Detection (SageMaker's `object-detection`): SSD in plain torch."""

@@ -1,0 +1,1 @@
+"""Object2Vec (`object2vec`): see declaration.py, network.py and model.py."""
