@@ -170,9 +170,43 @@ def read_json(path: Path):
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
+def _compose_processes(root) -> list[int]:
+    """The pids of docker-compose processes whose compose file lies under `root`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = b" ".join(args).decode(errors="replace")
+        if "compose" in text and str(root) in text:
+            pids.append(int(cmdline.parent.name))
+    return [p for p in pids if p != os.getpid()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie is the SDK thread's child, reaped when it returns)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def remove_local_mode_containers(engine: Engine, root) -> None:
     """Local mode leaves its compose containers behind; remove those whose compose project lives
-    under `root` (a test's container_root) and nothing else."""
+    under `root` (a test's container_root) and nothing else. A `docker-compose up` of the SDK's
+    that is still running (the SDK raised before stopping it) is stopped first: left alone, it
+    could start its container after the removal (seen under CI load) and hold pytest at exit."""
+    pids = _compose_processes(root)
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _running(p)]
+        time.sleep(0.2)
     out = engine("ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}',
                  check=False).stdout
     for line in out.splitlines():

@@ -3,7 +3,8 @@
 
 Registered here: text/csv, application/json, application/jsonlines, text/libsvm,
 application/x-recordio-protobuf, application/x-parquet (decoders; pyarrow is imported only when a
-parquet body arrives); the same less libsvm and parquet (encoders).
+parquet body arrives), text/plain and the vision types that only their algorithms read (`opaque`);
+the same less libsvm, parquet, text and the opaque types (encoders).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .jsonformat import (JSONDecoder, JSONEncoder, JSONLinesDecoder, JSONLinesEn
 from .libsvm import LibSVMDecoder, parse_libsvm
 from .media import (ALIASES, CSV, JSON, JSONLINES, LIBSVM, RECORDIO_PROTOBUF, MediaType,
                     check_params, parse_accept, parse_media_type)
+from .opaque import opaque_decoders
 from .parquet import ParquetDecoder
 from .predictions import Predictions
 from .protobuf import (RecordIOProtobufDecoder, RecordIOProtobufEncoder, decode_predictions,
@@ -24,7 +26,7 @@ from .registry import (DECODERS, ENCODERS, Decoder, Encoder, get_decoder, get_en
 from .text import TextDecoder
 
 for _dec in (CSVDecoder(), JSONDecoder(), JSONLinesDecoder(), LibSVMDecoder(),
-             RecordIOProtobufDecoder(), ParquetDecoder(), TextDecoder()):
+             RecordIOProtobufDecoder(), ParquetDecoder(), TextDecoder(), *opaque_decoders()):
     register_decoder(_dec)
 for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder()):
     register_encoder(_enc)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from smalgos.errors import ClientError
-from smalgos.vision.media import RECORDIO
+from smalgos.formats.opaque import RECORDIO
 from smalgos.vision.recordio_images import (
     Header, RecordFile, RecordList, decode_image, pack, read_lst, read_stream, unpack)
 

@@ -33,7 +33,7 @@ from smalgos.declaration import (
     Hyperparameters, Integer, Interval, Metric, Serving, String,
 )
 from smalgos.errors import ClientError
-from smalgos.vision.media import IMAGE_TYPES, MODEL, RECORDIO, X_IMAGE  # registers the image content types
+from smalgos.formats.opaque import IMAGE_TYPES, MODEL, RECORDIO, X_IMAGE
 
 JSON, JSONLINES, TEXT_PLAIN = "application/json", "application/jsonlines", "text/plain"
 NUM_LAYERS = (18, 34, 50, 101, 152, 200, 20, 32, 44, 56, 110)
