@@ -3,6 +3,7 @@ rescaling and clipping as MXNet's optimisers apply them, early stopping on a los
 learning-rate schedules (inverse time, inverse square root, reduce on plateau: Sockeye 1's).
 
     opt = optimizer_by_name("adam", net.parameters(), lr=0.01, weight_decay=0.0)
+    opt = optimizer_by_name("sgd", decay_groups(net, 5e-4), lr=0.001, momentum=0.9)   # vision: no decay on biases
     stopper = EarlyStopping(tolerance=1e-3, patience=3)
     for epoch in range(epochs):
         ...                                  # loss.backward(); scale_gradients(params, 1.0, inf); opt.step()
@@ -12,7 +13,7 @@ learning-rate schedules (inverse time, inverse square root, reduce on plateau: S
             break
 
 AWS's built-in neural algorithms run on MXNet, whose optimisers (`mx.optimizer.*`) are matched
-here by torch's: `sgd` (plain, no momentum), `adam` (β 0.9 / 0.999, ε 1e-8), `adagrad`
+here by torch's: `sgd` (plain unless given momentum), `nag` (Nesterov momentum), `adam` (β 0.9 / 0.999, ε 1e-8), `adagrad`
 (ε 1e-7), `rmsprop` (Tieleman & Hinton: ρ 0.9, ε 1e-8) and `adadelta` (ρ 0.9, ε 1e-5), which
 in MXNet takes no learning rate: its steps are Δx itself (torch's lr=1.0), whatever
 `learning_rate` says. `weight_decay` is MXNet's `wd`: λ·w added to the gradient (L2, not AdamW).
@@ -21,28 +22,53 @@ in MXNet takes no learning rate: its steps are Δx itself (torch's lr=1.0), what
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
-OPTIMIZERS = ("sgd", "adam", "adagrad", "adadelta", "rmsprop")
+from smalgos.errors import ClientError
+
+OPTIMIZERS = ("sgd", "nag", "adam", "adagrad", "adadelta", "rmsprop")
 
 
-def optimizer_by_name(name: str, params: Iterable, lr: float, weight_decay: float = 0.0):
-    """The torch optimiser AWS's `optimizer` value `name` stands for (see the module docstring)."""
+def optimizer_by_name(name: str, params: Iterable, lr: float, weight_decay: float = 0.0, *,
+                      momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                      eps: float | None = None, rho: float = 0.9):
+    """The torch optimiser AWS's `optimizer` value `name` stands for (see the module docstring).
+
+    `params`: parameters, or torch parameter groups (a group's own `weight_decay` wins, see
+    `decay_groups`). `momentum`: sgd's and nag's (nag: Nesterov momentum, as MXNet's NAG).
+    `betas`: adam's β1, β2. `eps`: None for MXNet's default of that optimiser. `rho`: rmsprop's
+    and adadelta's decay of the squared gradients (MXNet's `gamma1` / `rho`).
+    """
     import torch
 
     params = list(params)
     wd = float(weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name in ("sgd", "nag"):
+        return torch.optim.SGD(params, lr=lr, momentum=float(momentum), weight_decay=wd,
+                               nesterov=name == "nag" and float(momentum) > 0)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(map(float, betas)), eps=_eps(eps, 1e-8), weight_decay=wd)
     if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, eps=1e-7, weight_decay=wd)
+        return torch.optim.Adagrad(params, lr=lr, eps=_eps(eps, 1e-7), weight_decay=wd)
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=1.0, rho=0.9, eps=1e-5, weight_decay=wd)
+        return torch.optim.Adadelta(params, lr=1.0, rho=float(rho), eps=_eps(eps, 1e-5), weight_decay=wd)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-8, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, alpha=float(rho), eps=_eps(eps, 1e-8), weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}: one of {', '.join(OPTIMIZERS)}")
+
+
+def _eps(eps: float | None, default: float) -> float:
+    return default if eps is None else float(eps)
+
+
+def decay_groups(net, weight_decay: float) -> list[dict]:
+    """Parameter groups where conv and dense weights and batch-norm scales (names ending in
+    `.weight`) take `weight_decay` and biases and batch-norm shifts do not, as in MXNet's
+    vision models."""
+    named = list(net.named_parameters())
+    return [{"params": [p for n, p in named if n.endswith(".weight")], "weight_decay": float(weight_decay)},
+            {"params": [p for n, p in named if not n.endswith(".weight")], "weight_decay": 0.0}]
 
 
 def scale_gradients(params: Iterable, rescale: float = 1.0, clip: float = math.inf) -> None:
@@ -101,8 +127,9 @@ class EarlyStopping:
 
 
 # -- learning-rate schedules -----------------------------------------------------------------------
-# Sockeye 1's (which AWS's Seq2Seq runs) and usable by any torch trainer: `rate(...)` gives the
-# learning rate to use now, and `set_learning_rate(optimizer, rate)` applies it.
+# Sockeye 1's (which AWS's Seq2Seq runs) and the MXNet vision algorithms' step schedule, usable by
+# any torch trainer: `rate(...)` gives the learning rate to use now, and
+# `set_learning_rate(optimizer, rate)` applies it.
 
 
 def set_learning_rate(optimizer, rate: float) -> None:
@@ -155,3 +182,36 @@ class PlateauReduce:
             self.bad = 0
             self.reductions += 1
         return self.current
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """`lr_scheduler_step` / `lr_scheduler_factor` (the vision algorithms': MXNet's
+    MultiFactorScheduler by epoch): the rate is multiplied by `factor` at each listed epoch.
+
+        StepSchedule.parse("10, 20", 0.1, "lr_scheduler_step").rate(base, epoch)   # epoch from 0
+    """
+
+    steps: tuple[int, ...] = ()
+    factor: float = 0.1
+
+    @classmethod
+    def parse(cls, text: str | None, factor: float, name: str = "lr_scheduler_step") -> "StepSchedule":
+        """Comma-separated positive epochs in increasing order ("10, 20"); None or blank: no steps."""
+        if text is None or not str(text).strip():
+            return cls((), factor)
+        steps = []
+        for part in str(text).split(","):
+            try:
+                step = int(part.strip())
+            except ValueError:
+                raise ClientError(f"Hyperparameter {name}: {part.strip()!r} in {text!r} is not an epoch "
+                                  "number (comma-separated positive integers, e.g. \"10, 20\")") from None
+            if step < 1 or (steps and step <= steps[-1]):
+                raise ClientError(f"Hyperparameter {name}: {text!r} must list positive epochs in increasing order")
+            steps.append(step)
+        return cls(tuple(steps), factor)
+
+    def rate(self, base: float, epoch: int) -> float:
+        """The rate for 0-based `epoch`: base × factor^(number of steps ≤ epoch)."""
+        return base * self.factor ** sum(1 for s in self.steps if epoch >= s)

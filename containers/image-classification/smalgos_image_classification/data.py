@@ -17,6 +17,7 @@ import torch
 
 from smalgos.errors import ClientError
 from smalgos.formats.opaque import RECORDIO
+from smalgos.vision.channels import file_in_channel, manifest_pairs
 from smalgos.vision.recordio_images import (
     Header, RecordFile, RecordList, decode_image, pack, read_lst, read_stream, unpack)
 
@@ -136,16 +137,10 @@ def from_manifest(job_channel: str, channel, num_classes: int, multi_label: bool
     label_format = channel.media.params.get("label-format", "multi-hot")
     if label_format not in ("multi-hot", "class-id"):
         raise ClientError(f"Channel {job_channel!r}: label-format={label_format!r} is not multi-hot or class-id")
-    objects = [(source, stream.read()) for source, stream in channel.streams()]
-    if len(objects) % 2:
-        raise ClientError(f"Channel {job_channel!r}: {len(objects)} wrapped objects; an augmented manifest sends "
-                          "pairs (AttributeNames: the image's source-ref, then its label)")
     payloads = []
-    for i in range(0, len(objects), 2):
-        where = f"Channel {job_channel!r}: {objects[i + 1][0]} (the label of manifest line {i // 2 + 1})"
-        labels = _manifest_label(objects[i + 1][1], where, num_classes, multi_label, label_format)
-        header = Header(0, labels if multi_label else labels[0], i // 2)
-        payloads.append(pack(header, objects[i][1]))
+    for i, (image, label, where) in enumerate(manifest_pairs(job_channel, channel)):
+        labels = _manifest_label(label, where, num_classes, multi_label, label_format)
+        payloads.append(pack(Header(0, labels if multi_label else labels[0], i), image))
     return from_recordio(job_channel, [RecordList(payloads, f"Channel {job_channel!r}: augmented manifest")],
                          num_classes, multi_label, channels)
 
@@ -154,15 +149,10 @@ def from_list(job_channel: str, lst_channel: str, root: Path, lst_files: list[Pa
               multi_label: bool, channels: int) -> ImageSet:
     """The images that the `.lst` files of `lst_channel` list, paths relative to `root`."""
     items, labels = [], []
-    root_resolved = root.resolve()
     for lst in lst_files:
         for entry in read_lst(lst, f"Channel {lst_channel!r}: {lst}"):
             where = f"Channel {lst_channel!r}: {lst} line {entry.line}"
-            path = (root / entry.path)
-            if root_resolved not in path.resolve().parents:
-                raise ClientError(f"{where}: image path {entry.path!r} leads outside the {job_channel!r} channel")
-            if not path.is_file():
-                raise ClientError(f"{where}: image {entry.path!r} is not in the {job_channel!r} channel ({root})")
+            path = file_in_channel(root, entry.path, job_channel, where, "image")
             labels.append(_checked_labels(entry.labels, where, num_classes, multi_label))
             items.append(Item(f"Channel {job_channel!r}: {path} (listed on {lst.name} line {entry.line})", path=path))
     return ImageSet(items, np.stack(labels), [], channels, multi_label)

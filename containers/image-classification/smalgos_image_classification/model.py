@@ -37,17 +37,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
 
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import read_metadata, write_metadata
-from smalgos.training.neural import EarlyStopping
+from smalgos.training.neural import EarlyStopping, StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
-from smalgos.vision.schedule import StepSchedule
 
 from .data import ImageSet, collate
 from .declaration import HYPERPARAMETERS, parse_image_shape
@@ -70,24 +69,6 @@ class EpochReport:
     images: int
     improved: bool
     stopping: bool
-
-
-def build_optimizer(name: str, net: torch.nn.Module, hp: Mapping):
-    """The torch optimiser of AWS's `optimizer` value, with its hyperparameters (see the docstring)."""
-    # conv and dense weights and batch-norm scales (gamma) take weight decay, as in MXNet; biases and
-    # batch-norm shifts (beta) do not
-    decay = [p for pname, p in net.named_parameters() if pname.endswith(".weight")]
-    plain = [p for pname, p in net.named_parameters() if not pname.endswith(".weight")]
-    groups = [{"params": decay, "weight_decay": float(hp["weight_decay"])}, {"params": plain, "weight_decay": 0.0}]
-    lr = float(hp["learning_rate"])
-    if name in ("sgd", "nag"):
-        return torch.optim.SGD(groups, lr=lr, momentum=float(hp["momentum"]),
-                               nesterov=name == "nag" and float(hp["momentum"]) > 0)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(float(hp["beta_1"]), float(hp["beta_2"])), eps=float(hp["eps"]))
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, alpha=float(hp["gamma"]), eps=float(hp["eps"]))
-    raise ClientError(f"Hyperparameter optimizer: {name!r} is not one of sgd, adam, rmsprop, nag")
 
 
 class _Accuracy:
@@ -185,7 +166,9 @@ class ImageClassifier:
         generator = torch.Generator().manual_seed(self.random_state)
         train_loader = self._loader(train, True, generator)
         held_loader = None if held is None else self._loader(held, False, None)
-        optimizer = build_optimizer(hp["optimizer"], net, hp)
+        optimizer = optimizer_by_name(hp["optimizer"], decay_groups(net, hp["weight_decay"]), float(hp["learning_rate"]),
+                                      momentum=hp["momentum"], betas=(hp["beta_1"], hp["beta_2"]), eps=hp["eps"],
+                                      rho=hp["gamma"])
         schedule = StepSchedule.parse(hp["lr_scheduler_step"], float(hp["lr_scheduler_factor"]))
         loss_fn = self._loss(train)
         amp = hp["precision_dtype"] == "float16" and self._device.type == "cuda"

@@ -90,8 +90,8 @@ def test_early_stopping_rule():
     assert s.bad == 2 and s.stop and s.best_epoch == 4  # 7.5 and 7.4: better, but by less than 10 %
     s = EarlyStopping(tolerance=0.0, patience=1)
     assert [s.update(v) for v in (3.0, 4.0)] == [True, False] and s.stop and s.best == 3.0
-    with pytest.raises(ValueError, match="unknown optimizer 'nag'"):
-        optimizer_by_name("nag", [], 0.1)
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        optimizer_by_name("lbfgs", [], 0.1)
 
 
 def test_early_stopping_stops_and_keeps_the_best_epoch():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from smalgos.errors import ClientError
-from smalgos.vision.schedule import StepSchedule
+from smalgos.training.neural import StepSchedule
 from smalgos.vision.transforms import EvalTransform, InferenceTransform, TrainTransform, normalise
 
 
