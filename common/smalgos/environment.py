@@ -217,6 +217,7 @@ class ServingEnv:
     # folder under the temp dir named after the gunicorn master process.
     mme_registry_dir: str | None = None
     deepar_inference_config: str | None = None  # DEEPAR_INFERENCE_CONFIG (DeepAR batch transform's JSON)
+    inference_preferred_mode: str | None = None  # INFERENCE_PREFERRED_MODE (Object2Vec: classification, embedding)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
@@ -240,6 +241,7 @@ class ServingEnv:
             mme_min_available_mb=max(0, _int_env(env, "SMALGOS_MME_MIN_AVAILABLE_MB", 256)),
             mme_registry_dir=env.get("SMALGOS_MME_REGISTRY_DIR") or None,
             deepar_inference_config=env.get("DEEPAR_INFERENCE_CONFIG") or None,
+            inference_preferred_mode=env.get("INFERENCE_PREFERRED_MODE") or None,
         )
 
     @property

@@ -29,7 +29,11 @@ ALIASES: dict[str, str] = {
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TYPE_RE = re.compile(rf"^({_TOKEN})/({_TOKEN})$")
-_PARAM_RE = re.compile(rf'^\s*({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")\s*$')
+# An unquoted value may hold commas (RFC 9110 says quote them): AWS's Object2Vec documents
+# `Content-Type: application/json; infer_max_seqlens=4,1`. Accept headers are split at their
+# commas before their entries get here, so there a comma still separates media ranges.
+_VALUE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z,]+"
+_PARAM_RE = re.compile(rf'^\s*({_TOKEN})\s*=\s*({_VALUE}|"(?:[^"\\]|\\.)*")\s*$')
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,14 @@ class TrainingJob:
     def channel(self, name: str) -> ChannelInput | None:
         return self.channels.get(name)
 
+    def require_one_host(self, what: str, note: str = "") -> None:
+        """A ClientError unless the job has one host: `what` (e.g. "LDA", "BlazingText mode cbow")
+        trains on a single instance, as AWS's image does; `note` is added in parentheses."""
+        hosts = self.resources.hosts
+        if len(hosts) > 1:
+            raise ClientError(f"{what} trains on a single instance only; this job has {len(hosts)} hosts "
+                              f"({', '.join(hosts)}): set instance_count=1" + (f" ({note})" if note else ""))
+
     def should_stop(self) -> bool:
         """True once SageMaker asked the job to stop (SIGTERM): finish the batch, save, return."""
         return self.stop_event.is_set()

@@ -83,9 +83,8 @@ def _has_token(path: Path) -> bool:
 
 def _check_job(job: TrainingJob, mode: str) -> None:
     hosts = job.resources.hosts
-    if len(hosts) > 1 and mode != BATCH_SKIPGRAM:
-        raise ClientError(f"BlazingText trains mode {mode} on a single instance; this job has {len(hosts)} hosts "
-                          f"({', '.join(hosts)}): set instance_count=1 (AWS runs only {BATCH_SKIPGRAM} on several)")
+    if mode != BATCH_SKIPGRAM:
+        job.require_one_host(f"BlazingText mode {mode}", f"AWS runs only {BATCH_SKIPGRAM} on several")
     if len(hosts) > 1 and job.channel("train").config.distribution != "FullyReplicated":
         raise ClientError(f"Channel 'train': mode {BATCH_SKIPGRAM} on several hosts reads a FullyReplicated channel "
                           f"(every host holds the whole corpus, and the algorithm splits its sentences between "

@@ -8,7 +8,6 @@ progress and throughput per pass, `Best reconstruction error: ...`, the test cha
 timing line with Algorithm `LDA`.
 """
 
-from smalgos.errors import ClientError
 from smalgos.training.streaming import streaming_trainer
 
 from .model import SpectralLDA
@@ -17,10 +16,7 @@ _train = streaming_trainer(SpectralLDA)
 
 
 def train(job) -> None:
-    hosts = job.resources.hosts
-    if len(hosts) > 1:
-        raise ClientError(f"LDA trains on a single instance only; this job has {len(hosts)} hosts "
-                          f"({', '.join(hosts)}): set instance_count=1")
+    job.require_one_host("LDA")
     _train(job)
 
 

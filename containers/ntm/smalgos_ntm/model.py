@@ -253,13 +253,13 @@ class NeuralTopicModel(StreamingEstimator):
                  n_features, self.widths_, self.encoder_layers_activation, ", batch norm" if self.batch_norm else "",
                  self.num_topics, self.optimizer)
 
-    def partial_fit(self, X, y=None) -> "NeuralTopicModel":
+    def partial_fit(self, X, y=None, where: str = "the mini-batch") -> "NeuralTopicModel":
         import torch
 
         from smalgos.maths.device import as_dense
 
-        xb = conform_width(as_float32(X), self.n_features_in_, "the mini-batch")
-        refuse_negative(xb, "the mini-batch", self._records)
+        xb = conform_width(as_float32(X), self.n_features_in_, where)
+        refuse_negative(xb, where, self._records)
         self._records += xb.shape[0]
         sampled = xb.shape[0] > 0 and (self.sub_sample >= 1.0 or self._rng.random() < self.sub_sample)
         if not self.cluster.several and not sampled:
@@ -297,13 +297,13 @@ class NeuralTopicModel(StreamingEstimator):
             p.grad.div_(total)
         return True
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, where: str = "the training data") -> None:
         losses, self._epoch_losses = self._epoch_losses, _Losses()
         self.last_records_, self._records = self._records, 0
         if self.cluster.several:
             losses.combine(self.cluster)
             self._average_batch_norm()
-        self.last_train_ = losses.result("the training data") if losses.docs else None
+        self.last_train_ = losses.result(where) if losses.docs else None
 
     def _average_batch_norm(self) -> None:
         """Batch norm's running statistics, averaged over the hosts (each saw its own batches)."""
@@ -334,24 +334,25 @@ class NeuralTopicModel(StreamingEstimator):
         return losses.result(where)
 
     def run_epochs(self, train: Callable[[], Iterator], validation: Callable[[], Iterator] | None = None, *,
+                   names: tuple[str, str] = ("the training data", "the validation data"),
                    callback: Callable[[EpochReport], None] | None = None,
                    should_stop: Callable[[], bool] = lambda: False) -> None:
         """Up to `epochs` passes over `train()` (each call a fresh iterator of feature matrices),
         with early stopping on `validation()`'s loss, else the training loss; the best epoch's
-        weights are kept for `finalize`."""
+        weights are kept for `finalize`. `names`: how errors name the two (e.g. their channels)."""
         stopper = EarlyStopping(self.tolerance, self.num_patience_epochs)
         for epoch in range(1, int(self.epochs) + 1):
             started = time.time()
             empty = lambda: sp.csr_matrix((0, self.n_features_in_), dtype=np.float32)  # noqa: E731
             for xb in self.cluster.lockstep(train(), empty=empty, stop=should_stop):
-                self.partial_fit(xb)
-            self.end_epoch()
+                self.partial_fit(xb, where=names[0])
+            self.end_epoch(names[0])
             if self.last_train_ is None:
                 if self.last_records_:
-                    raise InputError(f"epoch {epoch}: sub_sample={self.sub_sample} sampled none of the training "
-                                     f"data's mini-batches (raise sub_sample or lower mini_batch_size)")
-                raise InputError("the training data hold no records")
-            held = None if validation is None else self.evaluate(validation(), "the validation data")
+                    raise InputError(f"{names[0]}: epoch {epoch}: sub_sample={self.sub_sample} sampled none of its "
+                                     f"mini-batches (raise sub_sample or lower mini_batch_size)")
+                raise InputError(f"{names[0]}: no records")
+            held = None if validation is None else self.evaluate(validation(), names[1])
             improved = stopper.update((held or self.last_train_)["total_loss"])
             if improved:
                 self._best = {k: v.detach().clone() for k, v in self._net.state_dict().items()}

@@ -112,11 +112,8 @@ def _train(job, est: NeuralTopicModel) -> None:
 
     est.begin(feature_dim)
     trained_from = time.time()
-    try:
-        est.run_epochs(source("train"), source("validation"), callback=on_epoch, should_stop=job.should_stop)
-    except InputError as exc:  # the estimator knows no channel: say which one
-        where = "validation" if "validation" in exc.message else "train"
-        raise InputError(f"Channel '{where}': {exc.message}") from None
+    est.run_epochs(source("train"), source("validation"), names=("Channel 'train'", "Channel 'validation'"),
+                   callback=on_epoch, should_stop=job.should_stop)
     if job.should_stop():
         log.warning("Stopped after epoch %d of %d: keeping the best epoch so far", est.epochs_trained_, hp["epochs"])
     est.finalize()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smalgos.environment import ScriptModeEnv
+from smalgos.environment import ServingEnv
 from smalgos.errors import ClientError, UnsupportedAccept, UnsupportedContentType
 from smalgos.formats.media import CHARSET_PARAMS, JSON, JSONLINES, MediaType, check_params
 from smalgos.formats.predictions import Predictions
@@ -115,10 +115,8 @@ def decode_request(body: bytes, media: MediaType, estimator: Object2Vec) -> Requ
 
 
 def preferred_mode(environ=None) -> str:
-    """`INFERENCE_PREFERRED_MODE`, checked (a ClientError naming it otherwise). The environment
-    comes from smalgos.environment's snapshot (ServingEnv has no field for it yet)."""
-    env = ScriptModeEnv.from_env().inherited if environ is None else environ
-    raw = env.get(MODE_ENV) or MODES[0]
+    """`INFERENCE_PREFERRED_MODE` (ServingEnv's), checked (a ClientError naming it otherwise)."""
+    raw = ServingEnv.from_env(environ).inference_preferred_mode or MODES[0]
     mode = raw.strip().lower()
     if mode not in MODES:
         raise ClientError(f"Environment variable {MODE_ENV}={raw!r} must be classification or embedding")

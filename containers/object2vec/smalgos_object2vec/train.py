@@ -66,9 +66,7 @@ def pretrained_tables(job, est: Object2Vec) -> dict:
 def train(job) -> None:
     started = time.time()
     hp, log, metrics = job.hyperparameters, job.log, job.metrics
-    if job.resources.num_hosts > 1:
-        raise ClientError(f"Object2Vec trains on one instance; the job has {job.resources.num_hosts} "
-                          f"({', '.join(job.resources.hosts)}): use instance_count=1")
+    job.require_one_host("Object2Vec")
     est = Object2Vec.from_hyperparameters(hp)
     for name in ignored_enc1_settings(hp):
         log.warning("Hyperparameter %s is not used: enc1_network=enc0 gives enc1 enc0's settings", name)

@@ -52,9 +52,7 @@ def train(job) -> None:
 
     started = time.time()
     hp, log, metrics = job.hyperparameters, job.log, job.metrics
-    if job.resources.num_hosts > 1:
-        raise ClientError(f"Seq2Seq trains on one instance; the job has {job.resources.num_hosts} "
-                          f"({', '.join(job.resources.hosts)}): use instance_count=1")
+    job.require_one_host("Seq2Seq")
     device = pick_device()
     if device.type == "cpu":
         log.info(GPU_NOTE)

@@ -207,7 +207,7 @@ def test_two_hosts_train_as_one_job(tmp_path, corpus, gensim_runs):
     ({"mode": "batch_skipgram", "sampling_threshold": 1.5}, None, "sampling_threshold"),
     ({"mode": "batch_skipgram"}, "ShardedByS3Key",
      "mode batch_skipgram on several hosts reads a FullyReplicated channel"),
-    ({"mode": "skipgram"}, "FullyReplicated", "trains mode skipgram on a single instance; this job has 2 hosts"),
+    ({"mode": "skipgram"}, "FullyReplicated", "BlazingText mode skipgram trains on a single instance only; this job has 2 hosts"),
 ])
 def test_user_errors_end_in_the_failure_file(tmp_path, corpus, hps, distribution, words):
     job = LocalJob(tmp_path)

@@ -226,4 +226,4 @@ def test_word2vec_modes_train_on_one_host(tmp_path, corpus):
     job.add_file("train", "c.txt", corpus)
     from smalgos.training.runner import run_training
     assert run_training("blazingtext", job.paths, install_signal_handler=False) == 1
-    assert "trains mode cbow on a single instance; this job has 2 hosts" in job.failure
+    assert "BlazingText mode cbow trains on a single instance only; this job has 2 hosts" in job.failure

@@ -14,6 +14,12 @@ def test_parse_lowercases_type_and_param_names_and_unquotes():
     assert str(mt) == "text/csv; label_size=1; charset=UTF-8"
 
 
+def test_an_unquoted_value_may_hold_commas_but_accept_entries_are_still_split_at_them():
+    assert parse_media_type("application/json; infer_max_seqlens=4,1").params == {"infer_max_seqlens": "4,1"}
+    assert [str(m) for m in parse_accept("application/json; verbose=1, text/csv")] == [
+        "application/json; verbose=1", "text/csv"]
+
+
 @pytest.mark.parametrize("alias,canonical", [
     ("text/x-libsvm", "text/libsvm"),
     ("application/x-jsonlines", "application/jsonlines"),

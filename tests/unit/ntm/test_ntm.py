@@ -185,6 +185,14 @@ def test_a_vocabulary_of_the_wrong_length_is_a_client_error(tmp_path):
         "word per line, one line per feature"), job.failure
 
 
+def test_an_error_in_the_validation_data_names_that_channel(tmp_path):
+    channels = {"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}
+    job, rc = train_job(tmp_path, {**HPS, "epochs": "1"}, channels,
+                        {("train", "a.csv"): csv_bytes(DOCS[:50]), ("validation", "v.csv"): csv_bytes(0 * DOCS[:5])})
+    assert rc == 1 and job.failure.splitlines()[0] == (
+        "ClientError: Channel 'validation': the 5 record(s) hold no words"), job.failure
+
+
 # -- serving -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

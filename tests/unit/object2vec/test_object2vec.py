@@ -296,7 +296,7 @@ def test_several_hosts_are_refused(tmp_path):
     job.write_config(HPS, {"train": {}}, resources={"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
     job.add_file("train", "a.jsonl", lines(toy(4)))
     assert run_training("object2vec", job.paths, install_signal_handler=False) == 1
-    assert "use instance_count=1" in job.failure and job.failure.startswith("ClientError: Object2Vec trains on one instance")
+    assert "set instance_count=1" in job.failure and job.failure.startswith("ClientError: Object2Vec trains on a single instance only")
 
 
 def test_pretrained_vectors_fill_their_rows_and_stay_frozen(tmp_path):
@@ -345,6 +345,8 @@ def test_one_side_gets_its_encoders_embeddings_cut_by_infer_max_seqlens(client, 
     assert emb.shape == (2, 8) and r.get_json()["predictions"][0].keys() == {"embeddings"}
     r = client.post("/invocations", data=body, content_type='application/json; infer_max_seqlens="4,1"')
     cut = np.array([p["embeddings"] for p in r.get_json()["predictions"]])
+    r = client.post("/invocations", data=body, content_type="application/json; infer_max_seqlens=4,1")  # AWS's spelling
+    np.testing.assert_array_equal(np.array([p["embeddings"] for p in r.get_json()["predictions"]]), cut)
     r = client.post("/invocations", data=json.dumps({"instances": [{"in1": [1]}]}), content_type="application/json")
     np.testing.assert_allclose(cut[0], r.get_json()["predictions"][0]["embeddings"], rtol=1e-6)
     assert not np.allclose(cut[0], emb[0]) and np.allclose(cut[1], emb[1])

@@ -180,7 +180,8 @@ def test_two_hosts_are_refused(tmp_path):
     for (ch, name), data in files(reversal(20, 3), reversal(5, 4)).items():
         job.add_file(ch, name, data)
     assert algo_helpers.run_training("seq2seq", job.paths, install_signal_handler=False) == 1
-    assert "use instance_count=1" in job.failure.splitlines()[0], job.failure
+    assert job.failure.splitlines()[0] == ("ClientError: Seq2Seq trains on a single instance only; this job has 2 hosts "
+                                           "(algo-1, algo-2): set instance_count=1"), job.failure
 
 
 # -- the network ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from smalgos.errors import ClientError
-from smalgos.training.neural import StepSchedule
 from smalgos.vision.transforms import EvalTransform, InferenceTransform, TrainTransform, normalise
 
 
@@ -38,11 +37,3 @@ def test_a_too_small_image_is_a_client_error():
         EvalTransform((3, 32, 32))(np.zeros((16, 40, 3), np.uint8), "train.rec: record 2")
     assert info.value.message == ("train.rec: record 2: image of 16x40 pixels (after resize) is smaller than "
                                   "image_shape 3,32,32: set resize to at least 32 or give larger images")
-
-
-def test_step_schedule():
-    s = StepSchedule.parse("2, 5", 0.1)
-    assert [round(s.rate(1.0, e), 6) for e in range(7)] == [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01]
-    assert StepSchedule.parse(None, 0.1).rate(0.5, 100) == 0.5
-    with pytest.raises(ClientError, match=r"lr_scheduler_step: '5, 3' must list positive epochs in increasing"):
-        StepSchedule.parse("5, 3", 0.1)
