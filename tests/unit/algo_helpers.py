@@ -67,21 +67,23 @@ def serving_client(algo, model_dir):
 
 
 def train_on_hosts(algorithm: str, tmp_path, hps: dict, parts: list[bytes], distribution: str,
-                   extra: dict | None = None, env: dict | None = None):
+                   extra: dict | None = None, env: dict | None = None,
+                   content_type: str = "text/csv", suffix: str = "csv"):
     """Train `algorithm` as one job of len(parts) hosts (`LocalCluster`, two processes on loopback):
-    host algo-N holds the CSV bytes parts[N-1] as train/part.csv (S3DistributionType
-    `distribution`), and every host each {channel: CSV bytes} of `extra`. Every host must exit 0
-    and only the master write a model. Returns ([each host's log], the master's model folder)."""
+    host algo-N holds the bytes parts[N-1] as train/part.<suffix> (`content_type`, S3DistributionType
+    `distribution`), and every host each {channel: bytes} of `extra` (the same type). Every host
+    must exit 0 and only the master write a model. Returns ([each host's log], the master's model
+    folder)."""
     from smalgos.localjob import LocalCluster
 
     cluster = LocalCluster(tmp_path, len(parts))
-    channels = {"train": {"ContentType": "text/csv", "S3DistributionType": distribution}}
-    channels.update({name: {"ContentType": "text/csv"} for name in (extra or {})})
+    channels = {"train": {"ContentType": content_type, "S3DistributionType": distribution}}
+    channels.update({name: {"ContentType": content_type} for name in (extra or {})})
     for host, job, data in zip(cluster.names, cluster.jobs, parts):
         job.write_config(hps, channels, resources=cluster.resources(host))
-        job.add_file("train", "part.csv", data)
+        job.add_file("train", f"part.{suffix}", data)
         for name, blob in (extra or {}).items():
-            job.add_file(name, f"{name}.csv", blob)
+            job.add_file(name, f"{name}.{suffix}", blob)
     results = cluster.train(algorithm, timeout=300, env=env)
     for (code, log), job in zip(results, cluster.jobs):
         assert code == 0, (job.failure, log[-3000:])

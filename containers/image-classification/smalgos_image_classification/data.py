@@ -42,6 +42,13 @@ class ImageSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def part(self, rank: int, size: int) -> "ImageSet":
+        """Host `rank`'s share of a set that every one of `size` hosts holds whole (FullyReplicated):
+        the images whose index is `rank` modulo `size`."""
+        keep = slice(rank, None, size)
+        return ImageSet(self.items[keep], self.labels[keep], self.records, self.channels, self.multi_label,
+                        self.transform)
+
     def image_bytes(self, i: int) -> bytes:
         item = self.items[i]
         if item.record is not None:

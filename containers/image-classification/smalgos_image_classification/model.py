@@ -44,6 +44,8 @@ import torch
 
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import read_metadata, write_metadata
+from smalgos.distributed import SOLO
+from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
 from smalgos.training.neural import EarlyStopping, StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
@@ -88,6 +90,12 @@ class _Accuracy:
             self.right_k += int((top == labels[:, None]).any(1).sum())
         self.count += labels.shape[0]
 
+    def combine(self, cluster) -> "_Accuracy":
+        """Every host's counts, summed (the same on every host after)."""
+        self.right, self.right_k, self.count = (int(round(v)) for v in cluster.sum(
+            np.array([self.right, self.right_k, self.count], np.float64))[0])
+        return self
+
     def result(self) -> dict:
         out = {"accuracy": self.right / max(self.count, 1)}
         if self.top_k and not self.multi_label:
@@ -115,6 +123,7 @@ class ImageClassifier:
         self.num_classes, self.num_layers = int(self.hp["num_classes"]), int(self.hp["num_layers"])
         self.multi_label = bool(self.hp["multi_label"])
         self.net_: torch.nn.Module | None = None
+        self.cluster = SOLO  # the hosts training as one job (the trainer sets it; smalgos.distributed)
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters, **overrides) -> "ImageClassifier":
@@ -159,6 +168,8 @@ class ImageClassifier:
             state, where, skip = initial_state
             load_state_dict(net, state, where, skip)
         net.to(self._device)
+        cluster = self.cluster
+        share_initial_state(net, cluster)  # several hosts: every one starts from the master's network
         train_t, eval_t = self.transforms()
         train.transform, held = train_t, validation
         if held is not None:
@@ -176,7 +187,8 @@ class ImageClassifier:
         stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
         best_acc, best_state, self.checkpoints_ = -math.inf, None, {}
         self.epochs_trained_ = 0
-        torch.manual_seed(self.random_state)  # augmentation in the main process (data_workers=0)
+        # augmentation in the main process (data_workers=0); each host its own stream
+        torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
         for epoch in range(int(hp["epochs"])):
             started = time.time()
             rate = schedule.rate(float(hp["learning_rate"]), epoch)
@@ -184,23 +196,31 @@ class ImageClassifier:
                 group["lr"] = rate
             net.train()
             acc, seen, tick, tick_seen = _Accuracy(self.multi_label, hp["top_k"]), 0, time.time(), 0
-            for b, batch in enumerate(train_loader):
+            # several hosts step together: a host whose batches have run out takes part with none
+            for b, batch in enumerate(cluster.lockstep(train_loader, empty=lambda: None, stop=should_stop)):
                 if isinstance(batch, ClientError):
                     raise batch
-                images, labels = batch
-                if images.shape[0] < 2:  # batch norm cannot train on one image
+                # batch norm cannot train on one image
+                usable = batch is not None and batch[0].shape[0] >= 2
+                if not usable and not cluster.several:
                     continue
-                images, labels = images.to(self._device, non_blocking=True), labels.to(self._device)
-                with torch.autocast(self._device.type, dtype=torch.float16, enabled=amp):
-                    logits = net(images)
-                    loss = loss_fn(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                optimizer.zero_grad(set_to_none=not cluster.several)
+                if usable:
+                    images, labels = batch[0].to(self._device, non_blocking=True), batch[1].to(self._device)
+                    with torch.autocast(self._device.type, dtype=torch.float16, enabled=amp):
+                        logits = net(images)
+                        loss = loss_fn(logits.float(), labels)
+                    # several hosts: the batch's summed loss, divided below by every host's images
+                    scaler.scale(loss * images.shape[0] if cluster.several else loss).backward()
+                    if not torch.isfinite(loss):
+                        raise InputError(f"Epoch[{epoch}] Batch [{b}]: the training loss is not finite (lower "
+                                         "learning_rate)")
+                if cluster.several and not average_gradients(net, cluster, images.shape[0] if usable else 0):
+                    continue
                 scaler.step(optimizer)
                 scaler.update()
-                if not torch.isfinite(loss):
-                    raise InputError(f"Epoch[{epoch}] Batch [{b}]: the training loss is not finite (lower "
-                                     "learning_rate)")
+                if not usable:
+                    continue
                 acc.update(logits, labels)
                 seen += images.shape[0]
                 tick_seen += images.shape[0]
@@ -210,12 +230,13 @@ class ImageClassifier:
                     log.info("Epoch[%d] Batch [%d]\tSpeed: %.3f samples/sec\t%s", epoch, b + 1,
                              tick_seen / max(now - tick, 1e-9), terms)
                     tick, tick_seen = now, 0
-                if should_stop():
-                    break
+            average_buffers(net, cluster)  # several hosts: batch norm's statistics of every host's batches
+            acc.combine(cluster)
+            seen = int(cluster.sum(np.array([seen], np.int64))[0][0])
             if seen == 0:
                 raise InputError("the training data gave no batch of two or more images")
             seconds = time.time() - started
-            held_result = None if held_loader is None else self.evaluate_loader(net, held_loader)
+            held_result = None if held_loader is None else self.evaluate_loader(net, held_loader, cluster)
             score = (held_result or acc.result())["accuracy"]
             improved = score > best_acc
             if improved:
@@ -248,7 +269,9 @@ class ImageClassifier:
             weight = weight.to(self._device)
         return torch.nn.BCEWithLogitsLoss(pos_weight=weight)
 
-    def evaluate_loader(self, net, loader) -> dict:
+    def evaluate_loader(self, net, loader, cluster=SOLO) -> dict:
+        """Accuracy over `loader`'s images; with several hosts, each evaluates its own part and the
+        counts are summed."""
         net.eval()
         acc = _Accuracy(self.multi_label, self.hp["top_k"])
         with torch.no_grad():
@@ -257,7 +280,7 @@ class ImageClassifier:
                     raise batch
                 images, labels = batch
                 acc.update(net(images.to(self._device)), labels.to(self._device))
-        return acc.result()
+        return acc.combine(cluster).result()
 
     def score(self, data: ImageSet) -> dict:
         """Accuracy (and top-k accuracy) of the fitted network on `data`."""

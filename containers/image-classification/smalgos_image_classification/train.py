@@ -23,6 +23,12 @@ Where the starting weights come from (`model` channel, application/x-sagemaker-m
   inside the image (a derived image may add it); nothing is downloaded, and without either a
   ClientError says how to supply the weights.
 AWS's own MXNet artifacts (`*-symbol.json`, `*.params`) cannot be read (there is no MXNet here).
+
+Several hosts train as one job (smalgos.distributed; AWS's image uses MXNet's kvstore): each takes
+every size-th image of the FullyReplicated channels, starts from the master's network, and every
+step averages the gradients of all hosts' images (smalgos.training.data_parallel); batch-norm
+statistics are averaged each epoch and the accuracies counted over all hosts, so every host prints
+the same lines. The master writes the model.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ import tempfile
 from pathlib import Path
 
 from smalgos.artifacts import safe_extract
+from smalgos.distributed import joined
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
 from smalgos.vision.resnet import is_cifar_depth
 
-from .data import channel_set
+from .data import ImageSet, channel_set
 from .declaration import TRAIN_ACCURACY_REGEX, VALIDATION_ACCURACY_REGEX, parse_image_shape
 from .model import META_FILE, MODEL_FILE, EpochReport, ImageClassifier
 
@@ -132,7 +139,7 @@ def _accuracy_line(job, regex: str, text: str) -> None:
 
 
 def train(job) -> None:
-    hp, log = job.hyperparameters, job.log
+    hp = job.hyperparameters
     channels = parse_image_shape(hp["image_shape"])[0]
     for name in ("train", "validation"):
         ctype = job.channel(name).content_type
@@ -140,10 +147,22 @@ def train(job) -> None:
             raise ClientError(f"Hyperparameter resize is required with image files (channel {name!r} is {ctype}): "
                               "the shorter side the images are scaled to before cropping")
     clf = ImageClassifier.from_hyperparameters(hp)
-    if len(job.resources.hosts) > 1:
-        log.warning("%d hosts: each trains on all the data by itself (training across hosts is not implemented "
-                    "for image-classification yet); the master's model is saved", len(job.resources.hosts))
     device = pick_device(clf.device)
+    with joined(job.resources, want_cuda=device.type == "cuda") as cluster:
+        clf.cluster = cluster
+        _train(job, clf, device, channels)
+
+
+def _shares(job, name: str, data: ImageSet, cluster) -> ImageSet:
+    """This host's images of a channel: with several hosts (FullyReplicated, the only distribution
+    AWS's image takes: every host holds all), every size-th image from the rank-th."""
+    if cluster.several and job.channel(name).config.distribution == "FullyReplicated":
+        return data.part(cluster.rank, cluster.size)
+    return data
+
+
+def _train(job, clf: ImageClassifier, device, channels: int) -> None:
+    hp, log, cluster = job.hyperparameters, job.log, clf.cluster
     if device.type != "cuda":
         log.warning("Training on CPU: SageMaker trains image-classification on GPU instances only (P2, P3, G4dn, "
                     "G5); this CPU image trains for local use and small data")
@@ -151,9 +170,13 @@ def train(job) -> None:
             log.info("precision_dtype=float16: mixed precision runs on CUDA only; training in float32 on CPU")
     train_set = channel_set(job, "train", clf.num_classes, clf.multi_label, channels)
     held = channel_set(job, "validation", clf.num_classes, clf.multi_label, channels)
-    if len(train_set) != hp["num_training_samples"]:
+    if len(train_set) != hp["num_training_samples"] and not cluster.several:
         log.warning("num_training_samples is %d but the train channel holds %d images", hp["num_training_samples"],
                     len(train_set))
+    train_set, held = _shares(job, "train", train_set, cluster), _shares(job, "validation", held, cluster)
+    if cluster.several:
+        log.info("Host %s (rank %d of %d) trains on %d images and validates on %d; every step averages the "
+                 "gradients of all hosts", cluster.host, cluster.rank, cluster.size, len(train_set), len(held))
     log.info("ResNet-%d (%s-style), %d classes%s, image_shape %s, %d training and %d validation images, on %s",
              clf.num_layers, "CIFAR" if is_cifar_depth(clf.num_layers) else "ImageNet", clf.num_classes,
              " (multi-label)" if clf.multi_label else "", hp["image_shape"], len(train_set), len(held), device)
@@ -178,9 +201,9 @@ def train(job) -> None:
     if job.should_stop():
         log.warning("Stopped after epoch %d: keeping the best epoch so far", clf.epochs_trained_ - 1)
     log.info("Best validation accuracy %.6f at epoch %d", clf.best_accuracy_, clf.best_epoch_)
-    if job.resources.current_host != job.resources.hosts[0]:
-        log.info("Host %s is not the master (%s): only the master writes the model", job.resources.current_host,
-                 job.resources.hosts[0])
+    if not cluster.is_master:
+        log.info("Host %s is not the master (%s): only the master writes the model", cluster.host,
+                 cluster.hosts[0])
         return
     clf.save(job.model_dir)
     log.info('Saved checkpoint to "%s"', job.model_dir / MODEL_FILE)

@@ -50,6 +50,7 @@ from smalgos.artifacts import load_arrays
 from smalgos.errors import InputError
 from smalgos.estimator import StreamingEstimator
 from smalgos.maths.inputs import as_float32, checked_features, conform_width, minibatches
+from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
 from smalgos.training.neural import EarlyStopping, optimizer_by_name, scale_gradients
 
 from .declaration import HYPERPARAMETERS, NO_CLIP
@@ -240,9 +241,7 @@ class NeuralTopicModel(StreamingEstimator):
             torch.manual_seed(int(self.random_state))
             self._net = _network(self.n_features_in_, self.widths_, self.num_topics,
                                  self.encoder_layers_activation, self.batch_norm).to(self._device)
-        if self.cluster.several:  # every host starts from the master's network
-            for t in self._net.state_dict().values():
-                t.copy_(torch.from_numpy(self.cluster.broadcast(t.cpu().numpy()).reshape(t.shape)))
+        share_initial_state(self._net, self.cluster)  # every host starts from the master's network
         # Noise drawn on the CPU (one seed, one model, any device); each host its own stream.
         self._rng, self._noise = host_randomness(int(self.random_state), self.cluster.rank)
         self._optimizer = optimizer_by_name(self.optimizer, self._net.parameters(), self.learning_rate,
@@ -273,47 +272,20 @@ class NeuralTopicModel(StreamingEstimator):
             per_document = recons + kld
             (per_document.sum() if self.cluster.several else per_document.mean()).backward()
             self._epoch_losses.add(recons, kld, counts.sum(1))
-        if self.cluster.several and not self._step_of_every_host(xb.shape[0] if sampled else 0):
+        # several hosts: every host's gradients (of its documents' summed losses) over all their documents
+        if self.cluster.several and not average_gradients(self._net, self.cluster, xb.shape[0] if sampled else 0):
             return self
         scale_gradients(self._net.parameters(), float(self.rescale_gradient), self._clip)
         self._optimizer.step()
         return self
-
-    def _step_of_every_host(self, documents: int) -> bool:
-        """Every host's gradients (of its documents' summed losses) summed and divided by the
-        documents of every host; False when no host had any (then no step is taken)."""
-        import torch
-
-        params = list(self._net.parameters())
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        count = torch.tensor([float(documents)])
-        self.cluster.sum_tensors_([p.grad for p in params] + [count])
-        total = float(count[0])
-        if total <= 0:
-            return False
-        for p in params:
-            p.grad.div_(total)
-        return True
 
     def end_epoch(self, where: str = "the training data") -> None:
         losses, self._epoch_losses = self._epoch_losses, _Losses()
         self.last_records_, self._records = self._records, 0
         if self.cluster.several:
             losses.combine(self.cluster)
-            self._average_batch_norm()
+            average_buffers(self._net, self.cluster)  # batch norm's running statistics
         self.last_train_ = losses.result(where) if losses.docs else None
-
-    def _average_batch_norm(self) -> None:
-        """Batch norm's running statistics, averaged over the hosts (each saw its own batches)."""
-        import torch
-
-        if self._net.norms is None:
-            return
-        for norm in self._net.norms:
-            for t in (norm.running_mean, norm.running_var):
-                t.copy_(torch.from_numpy(self.cluster.sum(t.cpu().numpy())[0] / self.cluster.size))
 
     def evaluate(self, batches: Iterable, where: str = "the data") -> dict[str, float]:
         """Per-word losses of the documents of `batches` (feature matrices), at ε = 0."""
