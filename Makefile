@@ -1,6 +1,7 @@
 # smalgos: images of the SageMaker built-in algorithms.
 #
 #   make build ALGO=linear-learner VARIANT=cpu    build smalgos/linear-learner:1-cpu
+#   make build ALGO=image-classification PRETRAINED=DIR   with DIR's state dicts inside (vision)
 #   make -s image-name ALGO=.. VARIANT=..          print that image's local name
 #   make build-all [VARIANTS="cpu gpu"]            every algorithm × every variant it declares
 #   make wheels [ALGO=..] [VARIANT=..]             download wheelhouses (build/wheels/)
@@ -104,7 +105,7 @@ base-image:
 # ---- images -----------------------------------------------------------------------------------
 build: check-variant $(WHEELS)/common/.stamp
 	@$(MAKE) --no-print-directory $(WHEELS)/$(ALGO)-$(VARIANT)/.stamp
-	scripts/build-image.sh $(ALGO) $(VARIANT)
+	$(if $(PRETRAINED),PRETRAINED="$(abspath $(PRETRAINED))") scripts/build-image.sh $(ALGO) $(VARIANT)
 
 build-all:
 	@set -e; for a in $(ALGORITHMS); do \

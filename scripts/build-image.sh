@@ -12,8 +12,10 @@
 #   smalgos/stack-<S>:<VARIANT>  docker/stack.Dockerfile, when containers/ALGO/Dockerfile says
 #                                `ARG STACK=<S>` (e.g. torch)
 #   smalgos/<ALGO>:<ver>-<VAR>   containers/ALGO/Dockerfile
+#   (the same tag)               docker/pretrained.Dockerfile, with PRETRAINED=DIR: DIR's state
+#                                dicts converted into the image (the vision algorithms' weights)
 # Environment: ENGINE (docker|podman), BASE_IMAGE, IMAGE_REPO (smalgos), BUILD_FLAGS (extra
-# flags for `$ENGINE build`).
+# flags for `$ENGINE build`), PRETRAINED (a folder of .pth / .pt / .safetensors state dicts).
 set -euo pipefail
 ALGO="${1:?usage: build-image.sh ALGO VARIANT}"
 VARIANT="${2:?usage: build-image.sh ALGO VARIANT}"
@@ -42,6 +44,12 @@ for dir in "${wheel_dirs[@]}"; do
   [ -d "$dir" ] || die "$dir is missing: run make wheels ALGO=$ALGO VARIANT=$VARIANT"
 done
 tag="$("$ROOT/scripts/image-name.sh" "$ALGO" "$VARIANT")"
+PRETRAINED="${PRETRAINED:-}"
+if [ -n "$PRETRAINED" ]; then
+  [ -d "$PRETRAINED" ] || die "PRETRAINED=$PRETRAINED is not a folder"
+  weights() { find "$PRETRAINED" -maxdepth 1 -type f \( -name '*.pth' -o -name '*.pt' -o -name '*.safetensors' \); }
+  [ -n "$(weights)" ] || die "PRETRAINED=$PRETRAINED holds no .pth, .pt or .safetensors state dict"
+fi
 
 # Through podman's Docker API the docker CLI must use its classic builder (BuildKit's session
 # API is Docker's own).
@@ -84,4 +92,10 @@ if [ -n "$STACK" ]; then
 fi
 say "image $tag"
 build -f "$ctx/$DOCKERFILE" --build-arg "VARIANT=$VARIANT" --build-arg "PARENT_IMAGE=$parent" -t "$tag" "$ctx"
+if [ -n "$PRETRAINED" ]; then
+  say "pretrained weights from $PRETRAINED into $tag"
+  mkdir -p "$ctx/pretrained"
+  weights | while read -r f; do cp "$f" "$ctx/pretrained/"; done
+  build -f "$ctx/docker/pretrained.Dockerfile" --build-arg "IMAGE=$tag" --build-arg "ALGO=$ALGO" -t "$tag" "$ctx"
+fi
 say "built $tag ($("$ENGINE" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.2f GB", $1/1e9}'))"

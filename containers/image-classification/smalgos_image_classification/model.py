@@ -186,7 +186,7 @@ class ImageClassifier:
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
         best_acc, best_state, self.checkpoints_ = -math.inf, None, {}
-        self.epochs_trained_ = 0
+        self.epochs_trained_, self.accuracies_ = 0, []
         # augmentation in the main process (data_workers=0); each host its own stream
         torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
         for epoch in range(int(hp["epochs"])):
@@ -238,6 +238,7 @@ class ImageClassifier:
             seconds = time.time() - started
             held_result = None if held_loader is None else self.evaluate_loader(net, held_loader, cluster)
             score = (held_result or acc.result())["accuracy"]
+            self.accuracies_.append(score)
             improved = score > best_acc
             if improved:
                 best_acc = score
@@ -321,7 +322,8 @@ class ImageClassifier:
                 "hyperparameters": {k: v for k, v in self.hp.items()},
                 "epochs_trained": int(getattr(self, "epochs_trained_", 0)),
                 "best_epoch": int(getattr(self, "best_epoch_", 0)),
-                "best_accuracy": float(getattr(self, "best_accuracy_", float("nan")))}
+                "best_accuracy": float(getattr(self, "best_accuracy_", float("nan"))),
+                "validation_accuracies": [float(a) for a in getattr(self, "accuracies_", [])]}
 
     def save(self, model_dir) -> list[Path]:
         from safetensors.torch import save_file

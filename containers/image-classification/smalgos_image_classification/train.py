@@ -19,9 +19,10 @@ Where the starting weights come from (`model` channel, application/x-sagemaker-m
 - a torchvision-format ResNet state dict (`*.safetensors`, or `*.pth` / `*.pt`, read with
   torch.load(weights_only=True)): every tensor but the `fc.` head loaded, names strict (a ClientError
   lists missing and unexpected keys), the head new — AWS's transfer learning;
-- use_pretrained_model=1 without a model channel: `PRETRAINED_DIR/resnet<num_layers>.safetensors`
-  inside the image (a derived image may add it); nothing is downloaded, and without either a
-  ClientError says how to supply the weights.
+- use_pretrained_model=1 without a model channel: `/opt/smalgos/pretrained/image-classification/
+  resnet<num_layers>.safetensors` inside the image (`make build ALGO=image-classification
+  PRETRAINED=DIR` puts it there; smalgos.vision.pretrained); nothing is downloaded, and without
+  either a ClientError says how to supply the weights.
 AWS's own MXNet artifacts (`*-symbol.json`, `*.params`) cannot be read (there is no MXNet here).
 
 Several hosts train as one job (smalgos.distributed; AWS's image uses MXNet's kvstore): each takes
@@ -41,33 +42,12 @@ from smalgos.artifacts import safe_extract
 from smalgos.distributed import joined
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
+from smalgos.vision.pretrained import STATE_SUFFIXES, built_in_path, missing_weights, read_state_dict
 from smalgos.vision.resnet import is_cifar_depth
 
 from .data import ImageSet, channel_set
-from .declaration import TRAIN_ACCURACY_REGEX, VALIDATION_ACCURACY_REGEX, parse_image_shape
+from .declaration import ALGORITHM, TRAIN_ACCURACY_REGEX, VALIDATION_ACCURACY_REGEX, parse_image_shape
 from .model import META_FILE, MODEL_FILE, EpochReport, ImageClassifier
-
-PRETRAINED_DIR = Path("/opt/smalgos/pretrained/image-classification")
-STATE_SUFFIXES = (".safetensors", ".pth", ".pt")
-
-
-def read_state_dict(path: Path, where: str) -> dict:
-    """A state dict file: safetensors, or a torch file read with weights_only=True (no pickle code)."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
-        raise ClientError(f"{where}: cannot read the state dict {path.name} ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise ClientError(f"{where}: {path.name} is not a state dict (a mapping of parameter names to tensors)")
-    return state
-
 
 def _check_same(meta: dict, clf: ImageClassifier, where: str) -> None:
     theirs = {"num_layers": meta["architecture"]["num_layers"], "num_classes": meta["num_classes"],
@@ -92,14 +72,10 @@ def initial_state(job, clf: ImageClassifier, scratch: Path):
     if channel is None:
         if not pretrained:
             return None
-        path = PRETRAINED_DIR / f"resnet{clf.num_layers}.safetensors"
+        name = f"resnet{clf.num_layers}"
+        path = built_in_path(ALGORITHM.name, name)
         if not path.is_file():
-            raise ClientError(
-                f"use_pretrained_model=1: no ImageNet weights for num_layers={clf.num_layers}, and this image "
-                "downloads nothing. Supply a torchvision-format state dict (e.g. torchvision's "
-                f"resnet{clf.num_layers} weights, .pth or .safetensors) in the 'model' channel "
-                f"(ContentType application/x-sagemaker-model), or put it at {path} in a derived image; or set "
-                "use_pretrained_model=0")
+            raise missing_weights(ALGORITHM.name, name, f"num_layers={clf.num_layers}")
         job.log.info("Loading pretrained weights from %s (the fc head is new)", path)
         return read_state_dict(path, "Pretrained weights"), f"Pretrained weights {path}", ("fc.",)
     files = channel.files()
