@@ -29,7 +29,7 @@ from image_classification.digits import digit_images, rec_bytes  # noqa: E402
 
 from smalgos.vision.resnet import resnet  # noqa: E402
 from smalgos.vision.transforms import EvalTransform  # noqa: E402
-from smalgos_image_classification.model import build_optimizer  # noqa: E402
+from smalgos.training.neural import decay_groups, optimizer_by_name  # noqa: E402
 
 REC = {"ContentType": "application/x-recordio"}
 
@@ -41,7 +41,8 @@ def bare_loop(x, y, hp: dict, side: int, layers: int, epochs: int) -> float:
     labels = torch.as_tensor(y)
     torch.manual_seed(0)
     net = resnet(layers, 10).train()
-    opt = build_optimizer(hp["optimizer"], net, hp)
+    opt = optimizer_by_name(hp["optimizer"], decay_groups(net, hp["weight_decay"]), hp["learning_rate"],
+                            momentum=hp["momentum"], betas=(hp["beta_1"], hp["beta_2"]), eps=hp["eps"], rho=hp["gamma"])
     loss_fn = torch.nn.CrossEntropyLoss()
     batch = hp["mini_batch_size"]
     started, seen = time.time(), 0
