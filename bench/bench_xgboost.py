@@ -246,12 +246,17 @@ def bench_serving(args, work: Path) -> dict:
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers),
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "common"), str(ROOT / "containers" / "xgboost"),
                                                os.environ.get("PYTHONPATH", "")])}
-    # ours: the `serve` program as the image runs it.
-    launch = [("ours", [sys.executable, "-m", "smalgos.cli", "serve"])]
+    # ours: the `serve` program as the image runs it; noop: the same program and settings serving
+    # tests/algorithms/smalgos_test_noop (a model that counts the body's lines and answers zeros):
+    # the floor of the HTTP / Flask / negotiation / encoding stack.
+    noop_env = {"SMALGOS_ALGORITHM": "test-noop",
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "algorithms"), base_env["PYTHONPATH"]])}
+    launch = [("ours", [sys.executable, "-m", "smalgos.cli", "serve"], {}),
+              ("noop", [sys.executable, "-m", "smalgos.cli", "serve"], noop_env)]
     try:
-        for label, cmd in launch:
+        for label, cmd, extra in launch:
             port = free_port()
-            proc = start(cmd, {**base_env, "SAGEMAKER_BIND_TO_PORT": str(port)}, port, "/ping")
+            proc = start(cmd, {**base_env, **extra, "SAGEMAKER_BIND_TO_PORT": str(port)}, port, "/ping")
             servers[label] = (port, proc, {"Content-Type": "text/csv", "Accept": "application/json"}, False)
         try:
             port = free_port()
@@ -274,12 +279,15 @@ def bench_serving(args, work: Path) -> dict:
                 conn.request("POST", "/invocations", body=body, headers=headers)
                 got = json.loads(conn.getresponse().read())["predictions"]
                 got = np.array([g["score"] if isinstance(g, dict) else g for g in got], dtype=np.float32)
-                np.testing.assert_allclose(got, want, atol=1e-6)  # every server gives the same answer
+                if label != "noop":  # every model server gives the same answer
+                    np.testing.assert_allclose(got, want, atol=1e-6)
                 conns[label] = (conn, body, headers, [])
             if args.clients == 1:
                 res = sequential(conns, args.seconds)
             else:
                 res = concurrent(servers, conns, args.clients, args.seconds)
+            if "noop" in res:
+                res["ours_vs_noop_floor"] = round(res["ours"]["rps"] / res["noop"]["rps"], 2)
             if "mlflow" in res:
                 res["speedup_vs_mlflow"] = {k: round(res[k]["rps"] / res["mlflow"]["rps"], 2)
                                             for k in ("ours",)}

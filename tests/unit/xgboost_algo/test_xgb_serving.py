@@ -405,3 +405,20 @@ def test_a_model_dir_with_the_sdks_repacked_code_folder_serves_in_algorithm_mode
     assert r.status_code == 200, r.data
     np.testing.assert_allclose([float(v) for v in r.data.decode().split()], booster.predict(xgb.DMatrix(X[:3])),
                                atol=1e-6)
+
+
+def test_a_few_rows_predict_on_one_thread_with_the_same_answers(trained):
+    """With several threads per worker, requests of up to FEW_ROWS rows go to one-thread copies of
+    the boosters (waking OpenMP threads costs more than the trees); the answers are the same."""
+    from smalgos.formats.batch import Batch
+    from smalgos_xgboost.serve import FEW_ROWS, XGBoostModel
+
+    model_dir, X, booster = trained["multiclass"]
+    model = XGBoostModel([booster.copy()], ServingEnv.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}))
+    if model.nthread > 1:  # one worker on several cores (the CI's 2)
+        assert model.single_thread is not model.boosters
+        assert json.loads(model.single_thread[0].save_config())["learner"]["generic_param"]["nthread"] == "1"
+    X = np.asarray(X, np.float32)
+    many = model.raw_predict(Batch(X[:FEW_ROWS + 1]))
+    for i in (0, 5):
+        np.testing.assert_array_equal(model.raw_predict(Batch(X[i:i + 1]))[0], many[i])
