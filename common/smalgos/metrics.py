@@ -101,3 +101,11 @@ class MetricsLogger:
 
 def _pct(p: float) -> str:
     return str(int(p)) if float(p).is_integer() else f"{p:.2f}"
+
+
+def log_checked(logger: logging.Logger, regex: str, text: str) -> None:
+    """Log `text`, a metric line in an algorithm's own format (the vision family's), after checking
+    that its declared `regex` reads it: the declaration and the line cannot drift apart."""
+    if not re.search(regex, text):
+        raise RuntimeError(f"{text!r} does not match the declared metric regex {regex}")
+    logger.info("%s", text)

@@ -27,7 +27,8 @@ def test_image_classification_rec_fit_then_jpeg_predictions(algo_image, session,
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.serializers import IdentitySerializer
     from smalgos.vision.recordio_images import decode_image, encode_image
-    from smalgos_image_classification.model import FILES, META_FILE, ImageClassifier
+    from smalgos.vision.estimator import FILES, META_FILE
+    from smalgos_image_classification.model import ImageClassifier
 
     image = algo_image("image-classification")
     x, y = digit_images(8)

@@ -4,7 +4,8 @@
 Registered here: text/csv, application/json, application/jsonlines, text/libsvm,
 application/x-recordio-protobuf, application/x-parquet (decoders; pyarrow is imported only when a
 parquet body arrives), text/plain and the vision types that only their algorithms read (`opaque`);
-the same less libsvm, parquet, text and the opaque types (encoders).
+the same less libsvm, parquet, text and the opaque types, plus image/png and
+application/x-protobuf that only their algorithms write (encoders).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .jsonformat import (JSONDecoder, JSONEncoder, JSONLinesDecoder, JSONLinesEn
 from .libsvm import LibSVMDecoder, parse_libsvm
 from .media import (ALIASES, CSV, JSON, JSONLINES, LIBSVM, RECORDIO_PROTOBUF, MediaType,
                     check_params, parse_accept, parse_media_type)
-from .opaque import opaque_decoders
+from .opaque import opaque_decoders, opaque_encoders
 from .parquet import ParquetDecoder
 from .predictions import Predictions
 from .protobuf import (RecordIOProtobufDecoder, RecordIOProtobufEncoder, decode_predictions,
@@ -28,7 +29,8 @@ from .text import TextDecoder
 for _dec in (CSVDecoder(), JSONDecoder(), JSONLinesDecoder(), LibSVMDecoder(),
              RecordIOProtobufDecoder(), ParquetDecoder(), TextDecoder(), *opaque_decoders()):
     register_decoder(_dec)
-for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder()):
+for _enc in (CSVEncoder(), JSONEncoder(), JSONLinesEncoder(), RecordIOProtobufEncoder(),
+             *opaque_encoders()):
     register_encoder(_enc)
 del _dec, _enc
 

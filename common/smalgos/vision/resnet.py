@@ -36,8 +36,8 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 DEPTHS = tuple(sorted(IMAGENET_DEPTHS)) + CIFAR_DEPTHS
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+def conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
 def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -66,11 +66,12 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 dilation: int = 1):
         super().__init__()
         self.conv1 = conv1x1(cin, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -86,12 +87,23 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet layout; `cifar=True` is the 3-stage small-image stem and widths."""
+    """torchvision's ResNet layout; `cifar=True` is the 3-stage small-image stem and widths.
+
+    `replace_stride_with_dilation` (torchvision's, for Bottleneck ResNets): three flags for
+    layer2..layer4; a stage flagged keeps its input resolution (stride 1) and dilates its 3x3
+    convolutions instead, the first block by the dilation reached before the stage, the others by
+    the stage's (so (False, True, True) gives output stride 8, the segmentation backbone)."""
 
     def __init__(self, block: type, layers: Sequence[int], num_classes: int, in_channels: int = 3,
-                 cifar: bool = False):
+                 cifar: bool = False, replace_stride_with_dilation: Sequence[bool] = (False, False, False)):
         super().__init__()
         self.cifar = cifar
+        dilate = tuple(bool(d) for d in replace_stride_with_dilation)
+        if len(dilate) != 3:
+            raise ValueError("replace_stride_with_dilation takes three flags (layer2, layer3, layer4)")
+        if any(dilate) and (cifar or block is not Bottleneck):
+            raise ValueError("dilation is for Bottleneck ImageNet-style ResNets (depth 50 and more)")
+        self.dilation = 1
         widths = (16, 32, 64) if cifar else (64, 128, 256, 512)
         self.inplanes = widths[0]
         if cifar:
@@ -102,7 +114,8 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if cifar else nn.MaxPool2d(3, stride=2, padding=1)
         for i, (width, blocks) in enumerate(zip(widths, layers), 1):
-            setattr(self, f"layer{i}", self._stage(block, width, blocks, 1 if i == 1 else 2))
+            setattr(self, f"layer{i}", self._stage(block, width, blocks, 1 if i == 1 else 2,
+                                                   i > 1 and dilate[i - 2]))
         self.stages = len(widths)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
@@ -113,14 +126,21 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _stage(self, block: type, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _stage(self, block: type, planes: int, blocks: int, stride: int, dilate: bool = False) -> nn.Sequential:
+        previous = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        extra = {} if block is not Bottleneck else {"dilation": previous}
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, **extra)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        if block is Bottleneck:
+            extra = {"dilation": self.dilation}
+        layers += [block(self.inplanes, planes, **extra) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def features(self, x):
@@ -137,12 +157,15 @@ def is_cifar_depth(num_layers: int) -> bool:
     return int(num_layers) in CIFAR_DEPTHS
 
 
-def resnet(num_layers: int, num_classes: int, in_channels: int = 3) -> ResNet:
-    """The ResNet of AWS's `num_layers` (see the module docstring); a ClientError for another depth."""
+def resnet(num_layers: int, num_classes: int, in_channels: int = 3,
+           replace_stride_with_dilation: Sequence[bool] = (False, False, False)) -> ResNet:
+    """The ResNet of AWS's `num_layers` (see the module docstring); a ClientError for another depth.
+    `replace_stride_with_dilation`: see ResNet (Bottleneck depths only)."""
     num_layers = int(num_layers)
     if num_layers in IMAGENET_DEPTHS:
         kind, layers = IMAGENET_DEPTHS[num_layers]
-        return ResNet(BasicBlock if kind == "basic" else Bottleneck, layers, num_classes, in_channels)
+        return ResNet(BasicBlock if kind == "basic" else Bottleneck, layers, num_classes, in_channels,
+                      replace_stride_with_dilation=replace_stride_with_dilation)
     if num_layers in CIFAR_DEPTHS:
         n = (num_layers - 2) // 6
         return ResNet(BasicBlock, (n, n, n), num_classes, in_channels, cifar=True)

@@ -37,7 +37,10 @@ ROTATION_DEGREES, SHEAR, ASPECT = 10.0, 0.1, 0.25
 
 def to_tensor(hwc: np.ndarray) -> torch.Tensor:
     """(H, W, C) uint8 → (C, H, W) float32 in [0, 255]."""
-    return torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1).float()
+    arr = np.ascontiguousarray(hwc)
+    if not arr.flags.writeable:  # a decoder's read-only buffer: torch wants memory it may own
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float()
 
 
 def resize_to(t: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +42,12 @@ import numpy as np
 import torch
 
 from smalgos.errors import ClientError, InputError
-from smalgos.estimator import read_metadata, write_metadata
+from smalgos.estimator import write_metadata
 from smalgos.distributed import SOLO
 from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
 from smalgos.training.neural import EarlyStopping, StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, VisionEstimator, loader_workers
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
 
 from .data import ImageSet, collate
@@ -55,9 +55,6 @@ from .declaration import HYPERPARAMETERS, parse_image_shape
 
 log = logging.getLogger("smalgos")
 
-MODEL_FILE = "model.safetensors"
-META_FILE = "model.json"
-FILES = (MODEL_FILE, META_FILE)
 FORMAT, FORMAT_VERSION = "smalgos-image-classification", 1
 SPEED_EVERY = 20  # batches between `Epoch[k] Batch [b] Speed: ...` lines (MXNet's Speedometer)
 
@@ -103,33 +100,21 @@ class _Accuracy:
         return out
 
 
-class ImageClassifier:
+class ImageClassifier(VisionEstimator):
     """See the module docstring. Parameters: the declared hyperparameters (AWS's names and
     defaults); `random_state` (weights, shuffling, augmentation), `device` (None: CUDA when there is
     one) and `data_workers` (DataLoader worker processes; None: one per core, less one, up to 8)."""
 
+    hyperparameters, format, format_version = HYPERPARAMETERS, FORMAT, FORMAT_VERSION
+
     def __init__(self, random_state: int = 0, device: str | None = None, data_workers: int | None = None, **hp):
-        defaults = {p.name: p.default for p in HYPERPARAMETERS.params}
-        unknown = sorted(set(hp) - set(defaults))
-        if unknown:
-            raise TypeError(f"ImageClassifier has no parameter {', '.join(map(repr, unknown))}")
-        values = {**defaults, **hp}
-        for name in ("num_classes", "num_training_samples"):
-            if values[name] is None:
-                raise InputError(f"ImageClassifier: parameter {name} is required")
-        self.hp = HYPERPARAMETERS.check(values)
+        super().__init__(**hp)
         self.random_state, self.device, self.data_workers = int(random_state), device, data_workers
         self.image_shape = parse_image_shape(self.hp["image_shape"])
         self.num_classes, self.num_layers = int(self.hp["num_classes"]), int(self.hp["num_layers"])
         self.multi_label = bool(self.hp["multi_label"])
         self.net_: torch.nn.Module | None = None
         self.cluster = SOLO  # the hosts training as one job (the trainer sets it; smalgos.distributed)
-
-    @classmethod
-    def from_hyperparameters(cls, hyperparameters, **overrides) -> "ImageClassifier":
-        """The classifier a job's parsed hyperparameters describe."""
-        names = {p.name for p in HYPERPARAMETERS.params}
-        return cls(**{k: v for k, v in hyperparameters.items() if k in names}, **overrides)
 
     # -- the network ------------------------------------------------------------------------------
 
@@ -144,9 +129,7 @@ class ImageClassifier:
                 transforms.EvalTransform(shape, resize))
 
     def _loader(self, data: ImageSet, shuffle: bool, generator: torch.Generator | None):
-        workers = self.data_workers
-        if workers is None:
-            workers = max(0, min(8, (os.cpu_count() or 1) - 1))
+        workers = loader_workers(self.data_workers)
         return torch.utils.data.DataLoader(
             data, batch_size=int(self.hp["mini_batch_size"]), shuffle=shuffle, num_workers=workers,
             collate_fn=collate, generator=generator, persistent_workers=workers > 0,
@@ -340,23 +323,3 @@ class ImageClassifier:
             written.append(path)
         written.append(write_metadata(model_dir / META_FILE, FORMAT, FORMAT_VERSION, self.metadata()))
         return written
-
-    @classmethod
-    def read_meta(cls, model_dir) -> dict:
-        return read_metadata(Path(model_dir) / META_FILE, FORMAT, FORMAT_VERSION)
-
-    @classmethod
-    def load(cls, model_dir, device: str | None = None) -> "ImageClassifier":
-        from safetensors.torch import load_file
-
-        from smalgos.maths.device import pick_device
-
-        model_dir = Path(model_dir)
-        meta = cls.read_meta(model_dir)
-        hp = {k: v for k, v in meta["hyperparameters"].items() if k in {p.name for p in HYPERPARAMETERS.params}}
-        clf = cls(device=device, **hp)
-        net = clf.new_network()
-        load_state_dict(net, load_file(str(model_dir / MODEL_FILE)), f"{model_dir / MODEL_FILE}")
-        clf.net_ = net.to(pick_device(device)).eval()
-        clf.epochs_trained_, clf.best_epoch_ = int(meta.get("epochs_trained", 0)), int(meta.get("best_epoch", 0))
-        return clf

@@ -18,10 +18,11 @@ import numpy as np
 from smalgos.errors import ClientError
 from smalgos.formats.media import MediaType, check_params
 from smalgos.serving.estimator import load_estimator
+from smalgos.vision.estimator import FILES
 from smalgos.vision.recordio_images import decode_image
 
 from .declaration import JSONLINES
-from .model import FILES, ImageClassifier
+from .model import ImageClassifier
 
 
 class Images(list):

@@ -34,31 +34,24 @@ the same lines. The master writes the model.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
-from smalgos.artifacts import safe_extract
 from smalgos.distributed import joined
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
-from smalgos.vision.pretrained import STATE_SUFFIXES, built_in_path, missing_weights, read_state_dict
+from smalgos.metrics import log_checked
+from smalgos.vision.model_channel import WHERE, find_start, mismatch
+from smalgos.vision.pretrained import built_in_path, missing_weights, read_state_dict
 from smalgos.vision.resnet import is_cifar_depth
 
 from .data import ImageSet, channel_set
 from .declaration import ALGORITHM, TRAIN_ACCURACY_REGEX, VALIDATION_ACCURACY_REGEX, parse_image_shape
 from .model import META_FILE, MODEL_FILE, EpochReport, ImageClassifier
 
-def _check_same(meta: dict, clf: ImageClassifier, where: str) -> None:
-    theirs = {"num_layers": meta["architecture"]["num_layers"], "num_classes": meta["num_classes"],
-              "image_shape": tuple(meta["image_shape"]), "multi_label": bool(meta["multi_label"])}
-    ours = {"num_layers": clf.num_layers, "num_classes": clf.num_classes, "image_shape": clf.image_shape,
-            "multi_label": clf.multi_label}
-    for name in theirs:
-        if theirs[name] != ours[name]:
-            shown = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else int(v)  # noqa: E731
-            raise ClientError(f"{where}: the model was trained with {name}={shown(theirs[name])} but this job has "
-                              f"{name}={shown(ours[name])}; incremental training needs the same value")
+def _settings(num_layers, num_classes, image_shape, multi_label) -> dict:
+    return {"num_layers": int(num_layers), "num_classes": int(num_classes),
+            "image_shape": ",".join(map(str, image_shape)), "multi_label": int(bool(multi_label))}
 
 
 def initial_state(job, clf: ImageClassifier, scratch: Path):
@@ -78,40 +71,19 @@ def initial_state(job, clf: ImageClassifier, scratch: Path):
             raise missing_weights(ALGORITHM.name, name, f"num_layers={clf.num_layers}")
         job.log.info("Loading pretrained weights from %s (the fc head is new)", path)
         return read_state_dict(path, "Pretrained weights"), f"Pretrained weights {path}", ("fc.",)
-    files = channel.files()
-    where = "Channel 'model'"
-    for tarball in [f for f in files if f.name.endswith(".tar.gz")]:
-        safe_extract(tarball, scratch)
-    candidates = [*(f for f in files if not f.name.endswith(".tar.gz")), *sorted(scratch.rglob("*"))]
-    meta = next((f for f in candidates if f.name == META_FILE), None)
-    if meta is not None:
-        if not (meta.parent / MODEL_FILE).is_file():
-            raise ClientError(f"{where}: {META_FILE} found without its {MODEL_FILE}")
+    kind, path = find_start(channel, scratch, META_FILE, MODEL_FILE)
+    if kind == "model":
         try:
-            found = ImageClassifier.read_meta(meta.parent)
+            meta = ImageClassifier.read_meta(path)
         except (ValueError, KeyError) as exc:
-            raise ClientError(f"{where}: {meta.name}: {exc}") from None
-        _check_same(found, clf, where)
-        job.log.info("Incremental training from the model in the model channel (%s)", meta.parent)
-        return read_state_dict(meta.parent / MODEL_FILE, where), f"{where}: {MODEL_FILE}", ()
-    states = [f for f in candidates if f.suffix in STATE_SUFFIXES and f.is_file()]
-    if len(states) == 1:
-        job.log.info("Transfer learning from the state dict %s (every layer but the fc head)", states[0].name)
-        return read_state_dict(states[0], where), f"{where}: {states[0].name}", ("fc.",)
-    names = ", ".join(f.name for f in candidates if f.is_file()) or "none"
-    if any(re.search(r"-symbol\.json$|\.params$", f.name) for f in candidates):
-        raise ClientError(f"{where}: AWS's MXNet artifacts (*-symbol.json, *.params) cannot be read by this image; "
-                          "give a model.tar.gz it wrote, or a torchvision-format state dict")
-    if len(states) > 1:
-        raise ClientError(f"{where}: several state dicts ({', '.join(f.name for f in states)}); give one")
-    raise ClientError(f"{where}: no model found (files: {names}); give a model.tar.gz this image wrote, or one "
-                      "torchvision-format state dict (.safetensors, .pth or .pt)")
-
-
-def _accuracy_line(job, regex: str, text: str) -> None:
-    if not re.search(regex, text):  # the declared regex and the printed line cannot drift apart
-        raise RuntimeError(f"{text!r} does not match the declared metric regex {regex}")
-    job.log.info("%s", text)
+            raise ClientError(f"{WHERE}: {META_FILE}: {exc}") from None
+        mismatch(_settings(meta["architecture"]["num_layers"], meta["num_classes"], meta["image_shape"],
+                           meta["multi_label"]),
+                 _settings(clf.num_layers, clf.num_classes, clf.image_shape, clf.multi_label))
+        job.log.info("Incremental training from the model in the model channel (%s)", path)
+        return read_state_dict(path / MODEL_FILE, WHERE), f"{WHERE}: {MODEL_FILE}", ()
+    job.log.info("Transfer learning from the state dict %s (every layer but the fc head)", path.name)
+    return read_state_dict(path, WHERE), f"{WHERE}: {path.name}", ("fc.",)
 
 
 def train(job) -> None:
@@ -160,11 +132,11 @@ def _train(job, clf: ImageClassifier, device, channels: int) -> None:
     def on_epoch(r: EpochReport) -> None:
         for key, value in r.train.items():
             text = f"Epoch[{r.epoch}] Train-{key}={value:.6f}"
-            _accuracy_line(job, TRAIN_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
+            log_checked(job.log, TRAIN_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
         log.info("Epoch[%d] Time cost=%.3f", r.epoch, r.seconds)
         for key, value in (r.validation or {}).items():
             text = f"Epoch[{r.epoch}] Validation-{key}={value:.6f}"
-            _accuracy_line(job, VALIDATION_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
+            log_checked(job.log, VALIDATION_ACCURACY_REGEX, text) if key == "accuracy" else log.info("%s", text)
         job.metrics.progress(100.0 * (r.epoch + 1) / hp["epochs"])
         job.metrics.throughput(r.images / max(r.seconds, 1e-9))
         if r.stopping:

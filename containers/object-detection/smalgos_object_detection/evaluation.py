@@ -47,16 +47,16 @@ class MeanAP:
             if len(mine) == 0:
                 continue
             mine = mine[torch.argsort(mine[:, 1], descending=True, stable=True)]
-            overlaps = iou(mine[:, 2:], truth) if len(truth) else torch.zeros((len(mine), 0))
+            overlaps = (iou(mine[:, 2:], truth) if len(truth) else torch.zeros((len(mine), 0))).numpy()
             taken = np.zeros(len(truth), dtype=bool)
-            for i in range(len(mine)):
-                hit = False
-                if overlaps.shape[1]:
-                    best = int(overlaps[i].argmax())
-                    if float(overlaps[i, best]) >= self.overlap and not taken[best]:
-                        taken[best] = hit = True
-                self.scores[c].append(float(mine[i, 1]))
-                self.hits[c].append(hit)
+            hits = np.zeros(len(mine), dtype=bool)
+            if overlaps.shape[1]:
+                best, best_iou = overlaps.argmax(1), overlaps.max(1)
+                for i in np.flatnonzero(best_iou >= self.overlap):  # only detections that can hit
+                    if not taken[best[i]]:
+                        taken[best[i]] = hits[i] = True
+            self.scores[c].extend(mine[:, 1].tolist())
+            self.hits[c].extend(hits.tolist())
 
     def per_class(self) -> list[float | None]:
         """Each class's AP (None for a class without ground truth)."""
