@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
-from algo_helpers import train_job  # noqa: E402
+from vision_bench import bare_loop, logged_job  # noqa: E402 (puts tests/unit on the path)
 from image_classification.digits import digit_images, rec_bytes  # noqa: E402
 
 from smalgos.vision.resnet import resnet  # noqa: E402
@@ -34,30 +31,16 @@ from smalgos.training.neural import decay_groups, optimizer_by_name  # noqa: E40
 REC = {"ContentType": "application/x-recordio"}
 
 
-def bare_loop(x, y, hp: dict, side: int, layers: int, epochs: int) -> float:
+def bare_rate(x, y, hp: dict, side: int, layers: int, epochs: int) -> float:
     """Images/s of the same network, optimiser and batch size on in-memory tensors."""
     prepare = EvalTransform((3, side, side))
     images = torch.stack([prepare(img, "x") for img in x])
-    labels = torch.as_tensor(y)
     torch.manual_seed(0)
-    net = resnet(layers, 10).train()
+    net = resnet(layers, 10)
     opt = optimizer_by_name(hp["optimizer"], decay_groups(net, hp["weight_decay"]), hp["learning_rate"],
                             momentum=hp["momentum"], betas=(hp["beta_1"], hp["beta_2"]), eps=hp["eps"], rho=hp["gamma"])
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batch = hp["mini_batch_size"]
-    started, seen = time.time(), 0
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for i in range(0, len(images), batch):
-            idx = order[i:i + batch]
-            if len(idx) < 2:
-                continue
-            loss = loss_fn(net(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            seen += len(idx)
-    return seen / (time.time() - started)
+    return bare_loop(net, opt, torch.nn.CrossEntropyLoss(), images, torch.as_tensor(y), hp["mini_batch_size"],
+                     epochs, smallest=2)
 
 
 def main() -> None:
@@ -84,23 +67,11 @@ def main() -> None:
         tmp = Path(tmp)
         files = {("train", "train.rec"): rec_bytes(x[:n], y[:n], tmp, "a.rec"),
                  ("validation", "val.rec"): rec_bytes(x[1400:], y[1400:], tmp, "b.rec")}
-        import io
-        import logging
-
-        buf = io.StringIO()
-        handler = logging.StreamHandler(buf)
-        logging.getLogger("smalgos").addHandler(handler)
-        started = time.time()
-        job, rc = train_job("image-classification", tmp / "job", wire, {"train": REC, "validation": REC}, files)
-        total = time.time() - started
-        logging.getLogger("smalgos").removeHandler(handler)
-        if rc:
-            raise SystemExit(job.failure)
-    log = buf.getvalue()
+        log, total = logged_job("image-classification", tmp / "job", wire, {"train": REC, "validation": REC}, files)
     accuracies = [float(v) for v in re.findall(r"Validation-accuracy=(\S+)", log)]
     costs = [float(v) for v in re.findall(r"Time cost=(\S+)", log)]
     job_rate = n * len(costs) / sum(costs)
-    bare = bare_loop(x[:n], y[:n], hp, args.side, args.layers, min(args.epochs, 3))
+    bare = bare_rate(x[:n], y[:n], hp, args.side, args.layers, min(args.epochs, 3))
     print(f"ResNet-{args.layers}, digits {args.side}x{args.side} JPEG, {n} training / {len(y) - 1400} held-out images")
     print("held-out accuracy per epoch:", " ".join(f"{a:.3f}" for a in accuracies))
     print(f"best {max(accuracies):.4f}; job {total:.1f} s in all")

@@ -14,19 +14,15 @@ normalised in memory (the job decodes JPEG/PNG files and crops in DataLoader wor
 from __future__ import annotations
 
 import argparse
-import io
-import logging
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
-from algo_helpers import train_job  # noqa: E402
+from vision_bench import bare_loop, logged_job  # noqa: E402 (puts tests/unit on the path)
 from semantic_segmentation.shapes import job_files, shapes  # noqa: E402
 
 from smalgos.vision.transforms import normalise, to_tensor  # noqa: E402
@@ -36,42 +32,24 @@ IMG, PNG = {"ContentType": "image/jpeg"}, {"ContentType": "image/png"}
 CHANNELS = {"train": IMG, "validation": IMG, "train_annotation": PNG, "validation_annotation": PNG}
 
 
-def bare_loop(x, y, algorithm: str, batch: int, lr: float, epochs: int) -> float:
+def bare_rate(x, y, algorithm: str, batch: int, lr: float, epochs: int) -> float:
     """Images/s of the same network, loss and Adam on in-memory tensors."""
     images = torch.stack([normalise(to_tensor(img)) for img in x])
-    labels = torch.as_tensor(y).long()
     torch.manual_seed(0)
-    net = SegmentationNet("resnet-50", algorithm, 3).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    started, seen = time.time(), 0
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for i in range(0, len(images) - batch + 1, batch):
-            idx = order[i:i + batch]
-            out = net(images[idx])
-            loss = F.cross_entropy(out["out"], labels[idx]) + 0.5 * F.cross_entropy(out["aux"], labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            seen += len(idx)
-    return seen / (time.time() - started)
+    net = SegmentationNet("resnet-50", algorithm, 3)
+
+    def loss(out, labels):
+        return F.cross_entropy(out["out"], labels) + 0.5 * F.cross_entropy(out["aux"], labels)
+
+    return bare_loop(net, torch.optim.Adam(net.parameters(), lr=lr), loss, images, torch.as_tensor(y).long(),
+                     batch, epochs, smallest=batch)
 
 
 def run_job(algorithm: str, files: dict, hp: dict, tmp: Path) -> tuple[list[float], list[float], float]:
-    buf = io.StringIO()
-    handler = logging.StreamHandler(buf)
-    logging.getLogger("smalgos").addHandler(handler)
-    started = time.time()
-    try:
-        job, rc = train_job("semantic-segmentation", tmp / algorithm, {**hp, "algorithm": algorithm}, CHANNELS, files)
-    finally:
-        logging.getLogger("smalgos").removeHandler(handler)
-    if rc:
-        raise SystemExit(job.failure)
-    log = buf.getvalue()
+    log, seconds = logged_job("semantic-segmentation", tmp / algorithm, {**hp, "algorithm": algorithm}, CHANNELS, files)
     mious = [float(v) for v in re.findall(r"validation mIOU: (\S+) \.", log)]
     rates = [float(v) for v in re.findall(r"train throughput: (\S+) samples/sec", log)]
-    return mious, rates, time.time() - started
+    return mious, rates, seconds
 
 
 def main() -> None:
@@ -100,7 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for algorithm in args.algorithms.split(","):
             mious, rates, seconds = run_job(algorithm, files, hp, Path(tmp))
-            bare = bare_loop(x[:n], y[:n], algorithm, batch, args.learning_rate, 2)
+            bare = bare_rate(x[:n], y[:n], algorithm, batch, args.learning_rate, 2)
             job_rate = sum(rates) / len(rates)
             first = next((str(i) for i, m in enumerate(mious) if m >= 0.8), "-")
             print(f"  mIOU per epoch ({algorithm}):", " ".join(f"{m:.3f}" for m in mious), file=sys.stderr)

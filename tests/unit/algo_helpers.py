@@ -90,3 +90,19 @@ def train_on_hosts(algorithm: str, tmp_path, hps: dict, parts: list[bytes], dist
     for job in cluster.jobs[1:]:
         assert not any(job.paths.model_dir.iterdir()), "a host other than the master wrote a model"
     return [log for _, log in results], cluster.jobs[0].paths.model_dir
+
+
+def assert_image_request_errors(client, image: bytes, refused_accepts: tuple[str, ...] = (),
+                                content_type: str = "application/x-image") -> None:
+    """What every vision endpoint answers alike: a body that is not an image → 400 ClientError that
+    names the request body; text/csv → 415; `image` asked for in each of `refused_accepts` → 406."""
+    import json
+
+    r = client.post("/invocations", data=b"not an image", content_type=content_type)
+    body = json.loads(r.data)
+    assert r.status_code == 400 and body["error"] == "ClientError", body
+    assert body["message"].startswith(f"Request body ({content_type}, 12 bytes): the image cannot be decoded"), body
+    assert client.post("/invocations", data=b"1,2", content_type="text/csv").status_code == 415
+    for accept in refused_accepts:
+        assert client.post("/invocations", data=image, content_type="image/jpeg",
+                           headers={"Accept": accept}).status_code == 406, accept

@@ -1,9 +1,11 @@
 """`text/libsvm` (alias `text/x-libsvm`): ``<label>[:<weight>] <index>:<value> ...`` per line → CSR.
 
-Parsed in bulk: token and colon positions are found with numpy byte operations, the structure of
-every token is checked at once (label: 0 or 1 colon; feature: exactly one, with text on both
-sides), and all numbers are read by one C call: Arrow's reader over the text with one number per
-line where pyarrow is installed, else `np.fromstring` with colons turned into spaces. The first token of a line is always its label, as XGBoost reads the format.
+Parsed in bulk: token edges, and each token's colons and the newlines after it, are found with
+numpy byte operations (one pass each, no search); the structure of every token is checked at once
+(label: 0 or 1 colon; feature: exactly one, with text on both sides); and all numbers are read by
+one C call: Arrow's reader over the text with one number per line where pyarrow is installed, else
+`np.fromstring` with colons turned into spaces. The first token of a line is always its label, as
+XGBoost reads the format.
 
 Indices: ``zero_based=True`` keeps them, ``False`` subtracts 1 (0 is then an error), ``"auto"``
 (the default) shifts by 1 when the smallest index in the data is >= 1 (XGBoost's rule). When
@@ -29,6 +31,8 @@ from .batch import Batch
 from .media import LIBSVM, TEXT_PARAMS, MediaType, check_params
 
 ZeroBased = bool | Literal["auto"]
+_SEPARATOR = np.zeros(256, bool)
+_SEPARATOR[[9, 10, 13, 32]] = True  # tab, newline, carriage return, space
 _SPACE_TABLE = bytes.maketrans(b":\t\r", b"   ")
 _NEWLINE_TABLE = bytes.maketrans(b": \t\r", b"\n\n\n\n")  # one number per line, for Arrow
 
@@ -41,22 +45,23 @@ def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "
     if not data.endswith(b"\n"):
         data += b"\n"
     u = np.frombuffer(data, np.uint8)
-    sep = (u == 32) | (u == 9) | (u == 13) | (u == 10)
-    nl = np.flatnonzero(u == 10)
-    prev_sep = np.empty_like(sep)
-    prev_sep[0] = True
-    prev_sep[1:] = sep[:-1]
-    next_sep = np.empty_like(sep)
-    next_sep[-1] = True
-    next_sep[:-1] = sep[1:]
-    tstart = np.flatnonzero(~sep & prev_sep)
-    tend = np.flatnonzero(~sep & next_sep) + 1             # exclusive
-    tline = np.searchsorted(nl, tstart)                   # 0-based line of each token
-    first = np.ones(tstart.size, bool)
-    first[1:] = tline[1:] != tline[:-1]
-    colons = np.flatnonzero(u == 58)
-    ctok = np.searchsorted(tstart, colons, side="right") - 1
-    ncolon = np.bincount(ctok, minlength=tstart.size)
+    # Tokens are the runs of non-separator bytes: their edges alternate start, end (data ends in \n).
+    sep = _SEPARATOR[u].view(np.int8)
+    edges = np.flatnonzero(sep[1:] != sep[:-1]) + 1
+    if not sep[0]:
+        edges = np.concatenate(([0], edges))
+    tstart, tend = edges[0::2], edges[1::2]               # tend exclusive
+    # Per token, from its start to the next token's: the newlines (after it) and the colons (its own:
+    # separators hold none), each one pass over the bytes.
+    gaps = np.add.reduceat(u == 10, tstart, dtype=np.int32)
+    ncolon = np.add.reduceat(u == 58, tstart, dtype=np.int32)
+    tline = np.empty(tstart.size, np.int64)               # 0-based line of each token (blank lines count)
+    tline[0] = data.count(b"\n", 0, int(tstart[0]))
+    np.cumsum(gaps[:-1], out=tline[1:])
+    tline[1:] += tline[0]
+    first = np.ones(tstart.size, bool)                    # the line's first token: its label
+    first[1:] = gaps[:-1] > 0
+    ncolons = int(ncolon.sum())
 
     def fail(t: int, why: str) -> ClientError:
         text = data[tstart[t]:tend[t]].decode("utf-8", "replace")
@@ -67,11 +72,10 @@ def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "
     if bad.size:
         t = int(bad[0])
         raise fail(t, "is not '<label>[:<weight>]'" if first[t] else "is not '<index>:<value>'")
-    edge = (tstart[ctok] == colons) | (tend[ctok] == colons + 1)
+    edge = (ncolon == 1) & ((u[tstart] == 58) | (u[tend - 1] == 58))  # one colon at most (checked above)
     if edge.any():
-        t = int(ctok[np.flatnonzero(edge)[0]])
-        raise fail(t, "has an empty part around ':'")
-    want = tstart.size + colons.size
+        raise fail(int(np.flatnonzero(edge)[0]), "has an empty part around ':'")
+    want = tstart.size + ncolons
     nums = numbers_per_line(data.translate(_NEWLINE_TABLE))
     if nums is None:  # no pyarrow, or a token that is not a number (found and named below)
         try:

@@ -1,18 +1,22 @@
 """What the vision estimators (Image Classification, Object Detection, Semantic Segmentation) share
 beside their networks: construction from the declared hyperparameters, checked by the declaration
 (AWS's names and defaults; `num_classes` and `num_training_samples` required, as AWS's), the model
-artifact's two files (the network's safetensors, the JSON metadata) and loading them, and the
-DataLoader's worker count."""
+artifact's two files (the network's safetensors, the JSON metadata) and loading them, the
+DataLoader's worker count, the best epoch and early stopping (BestEpoch), and the end of a
+training job (fit_and_save)."""
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from smalgos.declaration import Hyperparameters
 from smalgos.errors import InputError
 from smalgos.estimator import read_metadata
+from smalgos.training.neural import EarlyStopping
 
 REQUIRED = ("num_classes", "num_training_samples")
 MODEL_FILE = "model.safetensors"
@@ -83,8 +87,50 @@ class VisionEstimator:
         return est
 
 
+class BestEpoch:
+    """The best epoch of a fit by a score to raise (accuracy, mAP, mIOU), its weights kept on the
+    CPU, and AWS's early stopping: with early_stopping, after early_stopping_min_epochs, stop once
+    early_stopping_patience epochs in a row have not raised the best score by more than
+    early_stopping_tolerance of it."""
+
+    def __init__(self, hp: Mapping[str, Any]):
+        self.enabled, self.min_epochs = bool(hp["early_stopping"]), int(hp["early_stopping_min_epochs"])
+        self.stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
+        self.score, self.epoch, self.state = -math.inf, 0, None
+
+    def update(self, epoch: int, score: float, net) -> tuple[bool, bool]:
+        """(improved, stopping) once epoch `epoch` (from 0) has scored `score`."""
+        improved = score > self.score
+        if improved:
+            self.score, self.epoch = score, epoch
+            self.state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        self.stopper.update(-score)
+        return improved, self.enabled and epoch + 1 >= self.min_epochs and self.stopper.stop
+
+
 def loader_workers(requested: int | None) -> int:
     """DataLoader worker processes: `requested`, or (None) one per core less one, up to 8."""
     if requested is not None:
         return int(requested)
     return max(0, min(MAX_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+def fit_and_save(job, estimator: VisionEstimator, train_set, held, start: Callable, on_epoch: Callable, *,
+                 best: str, saved: str) -> None:
+    """A vision job's training and its end: fit from `start(job, estimator, scratch)` (a model
+    channel's tarball is extracted into `scratch`, which lasts as long as the fit), say where a
+    SIGTERM stopped it, log `best` (a format over the estimator, e.g. "… {0.best_epoch_}"), and
+    on the master (with one host: it) save the best epoch's network and log `saved` % its path."""
+    with tempfile.TemporaryDirectory(prefix="vision-model-") as scratch:
+        estimator.fit(train_set, held, initial_state=start(job, estimator, Path(scratch)), callback=on_epoch,
+                      should_stop=job.should_stop)
+    if job.should_stop():
+        job.log.warning("Stopped after epoch %d: keeping the best epoch so far", estimator.epochs_trained_ - 1)
+    job.log.info(best.format(estimator))
+    cluster = getattr(estimator, "cluster", None)
+    if cluster is not None and not cluster.is_master:
+        job.log.info("Host %s is not the master (%s): only the master writes the model", cluster.host,
+                     cluster.hosts[0])
+        return
+    estimator.save(job.model_dir)
+    job.log.info(saved, job.model_dir / MODEL_FILE)

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from smalgos.errors import ClientError
-from smalgos.formats.opaque import RECORDIO
-from smalgos.vision.channels import file_in_channel, manifest_pairs
+from smalgos.vision.channels import file_in_channel, manifest_pairs, recordio_channel
 from smalgos.vision.recordio_images import (
-    Header, RecordFile, RecordList, decode_image, pack, read_lst, read_stream, unpack)
+    Header, RecordFile, RecordList, decode_image, pack, read_lst, unpack)
 
 
 @dataclass(frozen=True)
@@ -167,21 +166,11 @@ def from_list(job_channel: str, lst_channel: str, root: Path, lst_files: list[Pa
 
 def channel_set(job, name: str, num_classes: int, multi_label: bool, channels: int) -> ImageSet:
     """The `train` or `validation` channel as an ImageSet (`.rec` files, or images + `<name>_lst`)."""
+    data = recordio_channel(job, name, lambda channel: from_manifest(name, channel, num_classes, multi_label, channels),
+                            lambda parts: from_recordio(name, parts, num_classes, multi_label, channels))
+    if data is not None:
+        return data
     channel = job.channel(name)
-    if channel.is_pipe:
-        if channel.content_type != RECORDIO:
-            raise ClientError(f"Channel {name!r}: Pipe mode reads application/x-recordio (.rec) records, not "
-                              f"{channel.content_type}")
-        # The first epoch's FIFO, read whole into memory; later epochs reuse it (no FIFO after train_0 is opened).
-        if channel.config.record_wrapper == "RecordIO":
-            return from_manifest(name, channel, num_classes, multi_label, channels)
-        parts = [read_stream(stream, f"Channel {name!r}: {source}") for source, stream in channel.streams()]
-        return from_recordio(name, parts, num_classes, multi_label, channels)
-    files = channel.files()
-    if not files:
-        raise ClientError(f"Channel {name!r}: no files in {job.paths.channel_dir(name)}")
-    if channel.content_type == RECORDIO:
-        return from_recordio(name, files, num_classes, multi_label, channels)
     lst_channel = job.channel(f"{name}_lst")
     if lst_channel is None:
         raise ClientError(f"Channel {name!r} holds image files ({channel.content_type}): the {name}_lst channel "

@@ -32,7 +32,6 @@ model.json (architecture, classes, image shape, normalisation, training summary)
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,9 @@ from smalgos.errors import ClientError, InputError
 from smalgos.estimator import write_metadata
 from smalgos.distributed import SOLO
 from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
-from smalgos.training.neural import EarlyStopping, StepSchedule, decay_groups, optimizer_by_name
+from smalgos.training.neural import StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, VisionEstimator, loader_workers
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
 
 from .data import ImageSet, collate
@@ -167,8 +166,7 @@ class ImageClassifier(VisionEstimator):
         loss_fn = self._loss(train)
         amp = hp["precision_dtype"] == "float16" and self._device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
-        best_acc, best_state, self.checkpoints_ = -math.inf, None, {}
+        best, self.checkpoints_ = BestEpoch(hp), {}
         self.epochs_trained_, self.accuracies_ = 0, []
         # augmentation in the main process (data_workers=0); each host its own stream
         torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
@@ -222,24 +220,17 @@ class ImageClassifier(VisionEstimator):
             held_result = None if held_loader is None else self.evaluate_loader(net, held_loader, cluster)
             score = (held_result or acc.result())["accuracy"]
             self.accuracies_.append(score)
-            improved = score > best_acc
-            if improved:
-                best_acc = score
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-                self.best_epoch_ = epoch
+            improved, stopping = best.update(epoch, score, net)
             every = hp["checkpoint_frequency"]
             if every and (epoch + 1) % every == 0:
                 self.checkpoints_[epoch] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            stopper.update(-score)
             self.epochs_trained_ = epoch + 1
-            stopping = bool(hp["early_stopping"]) and epoch + 1 >= int(hp["early_stopping_min_epochs"]) \
-                and stopper.stop
             if callback is not None:
                 callback(EpochReport(epoch, acc.result(), held_result, seconds, seen, improved, stopping))
             if stopping or should_stop():
                 break
-        self.best_accuracy_ = best_acc
-        net.load_state_dict(best_state)
+        self.best_accuracy_, self.best_epoch_ = best.score, best.epoch
+        net.load_state_dict(best.state)
         self.net_ = net.eval()
         return self
 

@@ -34,13 +34,13 @@ the same lines. The master writes the model.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from smalgos.distributed import joined
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
 from smalgos.metrics import log_checked
+from smalgos.vision.estimator import fit_and_save
 from smalgos.vision.model_channel import WHERE, find_start, mismatch
 from smalgos.vision.pretrained import built_in_path, missing_weights, read_state_dict
 from smalgos.vision.resnet import is_cifar_depth
@@ -143,17 +143,6 @@ def _train(job, clf: ImageClassifier, device, channels: int) -> None:
             log.info("Early stopping: validation accuracy has not improved by more than %g for %d epochs",
                      hp["early_stopping_tolerance"], hp["early_stopping_patience"])
 
-    with tempfile.TemporaryDirectory(prefix="ic-model-") as scratch:
-        start = initial_state(job, clf, Path(scratch))
-        clf.fit(train_set, held, initial_state=start, callback=on_epoch, should_stop=job.should_stop)
-    if job.should_stop():
-        log.warning("Stopped after epoch %d: keeping the best epoch so far", clf.epochs_trained_ - 1)
-    log.info("Best validation accuracy %.6f at epoch %d", clf.best_accuracy_, clf.best_epoch_)
-    if not cluster.is_master:
-        log.info("Host %s is not the master (%s): only the master writes the model", cluster.host,
-                 cluster.hosts[0])
-        return
-    clf.save(job.model_dir)
-    log.info('Saved checkpoint to "%s"', job.model_dir / MODEL_FILE)
-
-
+    fit_and_save(job, clf, train_set, held, initial_state, on_epoch,
+                 best="Best validation accuracy {0.best_accuracy_:.6f} at epoch {0.best_epoch_}",
+                 saved='Saved checkpoint to "%s"')

@@ -20,6 +20,11 @@ Formulas (e = y - z, labels of binary losses in {0, 1}):
 The name under which each loss is logged (`<name>_objective`) follows AWS's logs:
 `binary_classification_cross_entropy_objective`, `multiclass_cross_entropy_objective`,
 `mse_objective`; the others are the loss's own name with `_objective` appended.
+
+`GRADIENTS` holds each loss's derivative in z, same shapes as the loss's z, written out so that a
+training step needs no autograd graph (building and walking one took a fifth of a 1000-record,
+32-model logistic step). At a kink each takes the value autograd gives: 0 where `relu`'s argument
+or `abs`'s is 0, half of each side where `quantile_loss`'s two lines meet.
 """
 
 from __future__ import annotations
@@ -96,6 +101,50 @@ def softmax_loss(z, y, **_):
     return torch.logsumexp(z, dim=2) - z.gather(2, idx).squeeze(2)
 
 
+def logistic_gradient(z, y, **_):
+    return torch.sigmoid(z) - y
+
+
+def hinge_loss_gradient(z, y, margin=1.0, **_):
+    s = 2.0 * y - 1.0
+    return torch.where(margin - s * z > 0, -s, 0.0)
+
+
+def squared_loss_gradient(z, y, **_):
+    return 2.0 * (z - y)
+
+
+def absolute_loss_gradient(z, y, **_):
+    return torch.sign(z - y)
+
+
+def eps_insensitive_squared_loss_gradient(z, y, eps=0.01, **_):
+    e = z - y
+    return torch.where(e * e - eps * eps > 0, 2.0 * e, 0.0)
+
+
+def eps_insensitive_absolute_loss_gradient(z, y, eps=0.01, **_):
+    e = z - y
+    return torch.where(e.abs() - eps > 0, torch.sign(e), 0.0)
+
+
+def quantile_loss_gradient(z, y, quantile=0.5, **_):
+    e = y - z
+    above, below = quantile * e, (quantile - 1.0) * e
+    return torch.where(above > below, -quantile, torch.where(above < below, 1.0 - quantile, 0.5 - quantile))
+
+
+def huber_loss_gradient(z, y, delta=1.0, **_):
+    e = z - y
+    return torch.where(e.abs() < delta, e, delta * torch.sign(e))
+
+
+def softmax_loss_gradient(z, y, **_):
+    # softmax(z) minus the one-hot label, (n, M, C)
+    idx = y.view(-1, 1, 1).expand(-1, z.shape[1], 1)
+    return torch.softmax(z, dim=2).scatter_add_(2, idx, torch.full(idx.shape, -1.0, dtype=z.dtype, device=z.device))
+
+
 LOSS_FUNCTIONS = {
     "logistic": logistic,
     "hinge_loss": hinge_loss,
@@ -107,3 +156,5 @@ LOSS_FUNCTIONS = {
     "huber_loss": huber_loss,
     "softmax_loss": softmax_loss,
 }
+
+GRADIENTS = {name: globals()[f"{name}_gradient"] for name in LOSS_FUNCTIONS}

@@ -90,7 +90,7 @@ from . import losses as L
 from .checkpoints import _jsonable
 from .evaluation import BinaryMetrics, MulticlassMetrics, RegressionMetrics
 from .declaration import HYPERPARAMETERS
-from .inputs import _unpack
+from .inputs import _unpack, prechecked
 from .selection import EVAL_BLOCK
 from .trainer import EpochReport, _pick_device, _Trainer
 
@@ -175,12 +175,12 @@ class LinearLearner(DeclaredEstimator):
             raise InputError(f"y must have one label per row of X: got {y.shape} for {X.shape[0]} rows")
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
         batch = int(self._resolve_parameters()["mini_batch_size"])
-        train = array_source(X, y, w, batch_size=batch)
+        train = prechecked(array_source(X, y, w, batch_size=batch))  # X checked whole above
         val = None
         if validation is not None:
             Xv, yv = validation
-            val = array_source(checked_features(Xv, "The validation data"), np.asarray(yv, dtype=np.float32), None,
-                               batch_size=max(batch, EVAL_BLOCK))
+            val = prechecked(array_source(checked_features(Xv, "The validation data"), np.asarray(yv, dtype=np.float32),
+                                          None, batch_size=max(batch, EVAL_BLOCK)))
         return self.fit_stream(train, val, callback=callback)
 
     def fit_stream(self, train: EpochSource, validation: EpochSource | None = None, *,

@@ -26,6 +26,7 @@ import time
 from smalgos.distributed import SOLO, joined
 from smalgos.maths.inputs import check_finite
 
+from .inputs import prechecked
 from .model import EVAL_BLOCK, EpochReport, LinearLearner
 from .trainer import _pick_device
 
@@ -53,12 +54,12 @@ def _train(job, hp: dict, estimator: LinearLearner, started: float) -> None:
     val_ch = job.channels.get("validation")
     test_ch = job.channels.get("test")
     # Features are checked finite as each channel decodes them, so that a message names the file
-    # (or FIFO) and the line (or record); the estimator's own checks name no file.
-    train_source = lambda: train_ch.batches(mini_batch, check=check_finite)  # noqa: E731
+    # (or FIFO) and the line (or record); the estimator's own checks name no file, and are skipped.
+    train_source = prechecked(lambda: train_ch.batches(mini_batch, check=check_finite))
     val_source = None
     if val_ch is not None:
         val_ch = val_ch.sliced(cluster.rank, cluster.size)
-        val_source = lambda: val_ch.batches(block, check=check_finite)  # noqa: E731
+        val_source = prechecked(lambda: val_ch.batches(block, check=check_finite))
 
     metrics = job.metrics
     host = metrics.host

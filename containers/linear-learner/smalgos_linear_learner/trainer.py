@@ -25,7 +25,7 @@ import torch
 from smalgos.declaration import AUTO
 from smalgos.distributed import SOLO
 from smalgos.errors import InputError
-from smalgos.maths.inputs import check_features, check_labels
+from smalgos.maths.inputs import check_labels, check_width
 
 from . import losses as L
 from .checkpoints import restore_checkpoint, save_checkpoint
@@ -51,6 +51,8 @@ ABSENT_CLASS_WEIGHT = 1e6
 # (51 MB a copy): growth over the process before fit 12.4 copies with adam (estimate 12.3), 11.4
 # with rmsprop (11.3), 8.4 with sgd (8.3). Below ~32 MB a copy, glibc's heap keeps freed
 # temporaries: up to ~150 MB more than estimated (feature_dim=200,000: 466 MB, estimate 315 MB).
+# (Measured before `_train_batch` scaled and centred the gradient in place, which makes one copy
+# fewer: the estimate errs on the safe side.)
 BATCH_WORK_COPIES = {"sgd": 6, "adam": 8, "rmsprop": 8}
 SCALER_BYTES_PER_FEATURE = {"cpu": 40, "device": 8}
 
@@ -115,6 +117,7 @@ class _Trainer:
         self.predictor = hp["predictor_type"]
         self.loss_name = hp["loss"]
         self.loss_fn = L.LOSS_FUNCTIONS[self.loss_name]
+        self.loss_grad = L.GRADIENTS[self.loss_name]
         self.objective = L.objective_name(self.loss_name)
         self.multiclass = self.predictor == "multiclass_classifier"
         self.binary = self.predictor == "binary_classifier"
@@ -142,7 +145,7 @@ class _Trainer:
         if sample is None:  # this host has no records: it takes part with none
             sample = (np.zeros((0, self.d), dtype=np.float32), np.zeros(0, dtype=np.float32))
         X, y = sample
-        X = check_features(X, self.d, TRAINING_DATA, widen_sparse=True)
+        X = check_width(X, self.d, TRAINING_DATA, widen_sparse=True)  # values checked as read
         self._check_memory()
         y = check_labels(y, TRAINING_DATA, predictor=self.predictor, num_classes=self.num_classes,
                          needed_by=LINEAR_LEARNER)
@@ -283,7 +286,7 @@ class _Trainer:
         dev = self.device
         self.W = W.to(dev)
         self.b = torch.full((self.m * self.k,), float(hp["init_bias"]) if hp["use_bias"] else 0.0, device=dev)
-        self.inv_s = torch.tensor(1.0 / self.scaler_std, dtype=torch.float32, device=dev)
+        self.inv_s = torch.tensor(1.0 / self.scaler_std, dtype=torch.float32, device=dev).view(-1, 1)  # (d, 1)
         self.mu = torch.tensor(self.scaler_mean, dtype=torch.float32, device=dev)
         self.centred = bool(np.any(self.scaler_mean != 0))
         step = AUTO_SCHEDULER_STEP if hp["lr_scheduler_step"] == AUTO else int(hp["lr_scheduler_step"])
@@ -311,11 +314,11 @@ class _Trainer:
         return t, None
 
     def _forward(self, Xd) -> torch.Tensor:
-        A = self.W * self.inv_s[:, None]
-        z = Xd @ A
-        if self.centred:
-            z = z - (self.mu @ A)
-        return z + self.b
+        A = self.W * self.inv_s
+        shift = self.b - self.mu @ A if self.centred else self.b  # (M*k,): bias and centring in one
+        if Xd.layout == torch.strided:
+            return torch.addmm(shift, Xd, A)
+        return Xd @ A + shift
 
     def _labels_tensor(self, y: np.ndarray):
         dev = self.device
@@ -324,16 +327,21 @@ class _Trainer:
         yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(dev).view(-1, 1)
         return yt
 
-    def _losses(self, z: torch.Tensor, yt: torch.Tensor, train_units: bool) -> torch.Tensor:
-        """Per-record per-model losses (n, M) — training units or label (report) units."""
-        n = z.shape[0]
+    def _training_terms(self, z: torch.Tensor, yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The loss's arguments in training units (labels normalised): z shaped for the loss, labels, keywords."""
         if self.multiclass:
-            return self.loss_fn(z.view(n, self.m, self.k), yt)
-        if train_units or self.predictor != "regressor":
-            y_use = (yt - self.label_mean) / self.label_std if self.predictor == "regressor" else yt
-            kw = self.train_loss_kwargs if train_units else self.report_loss_kwargs
-            return self.loss_fn(z, y_use, **kw)
-        return self.loss_fn(z * self.label_std + self.label_mean, yt, **self.report_loss_kwargs)
+            return z.view(z.shape[0], self.m, self.k), yt, {}
+        if self.predictor == "regressor":
+            yt = (yt - self.label_mean) / self.label_std
+        return z, yt, self.train_loss_kwargs
+
+    def _losses(self, z: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+        """Per-record per-model losses (n, M) in label (report) units."""
+        if self.multiclass:
+            return self.loss_fn(z.view(z.shape[0], self.m, self.k), yt)
+        if self.predictor == "regressor":
+            z = z * self.label_std + self.label_mean
+        return self.loss_fn(z, yt, **self.report_loss_kwargs)
 
     def _record_weights(self, yt: torch.Tensor, w: np.ndarray | None) -> torch.Tensor | None:
         weight = None
@@ -346,33 +354,37 @@ class _Trainer:
             weight = wt if weight is None else weight * wt
         return weight
 
+    @torch.no_grad()
     def _train_batch(self, X, y: np.ndarray, w: np.ndarray | None) -> torch.Tensor:
-        """One update of every model; returns the pre-update report-unit loss sums (M,)."""
+        """One update of every model; returns the pre-update report-unit loss sums (M,).
+
+        The gradient of the mean weighted loss in z is the loss's closed-form derivative
+        (`losses.GRADIENTS`) times the record weights over n; W's is X^T of it, through the
+        scaler folded into the weights."""
         n = X.shape[0]
         Xd, Xt = self._to_tensor(X)
         yt = self._labels_tensor(y)
-        with torch.no_grad():
-            z = self._forward(Xd)
-        z = z.detach().requires_grad_(True)
-        with torch.enable_grad():
-            per = self._losses(z, yt, train_units=True)
-            weight = self._record_weights(yt, w)
-            obj = per if weight is None else per * weight
-            several = self.cluster.several  # several hosts: sums here, the mean over all hosts below
-            (G,) = torch.autograd.grad(obj.sum() if several else obj.sum() / n, z)
-        with torch.no_grad():
-            # losses in label units for the report (differs from training units only for scaled labels)
-            scaled = self.predictor == "regressor" and (self.label_std != 1.0 or self.label_mean != 0.0)
-            report = self._losses(z.detach(), yt, train_units=False) if scaled else per.detach()
-            report_sum = report.sum(0)
-            gA = (Xt @ G) if Xt is not None else Xd.t() @ G
-            gsum = G.sum(0)
-            if self.centred:
-                gA = gA - self.mu[:, None] * gsum[None, :]
-            gW = gA * self.inv_s[:, None]
-            if several:
-                merge_gradients_(self.cluster, n, gW, gsum)
-            self.W = self.optimizer.update(self.W, self.b, gW, gsum if self.hp["use_bias"] else None)
+        z = self._forward(Xd)
+        zl, yl, kw = self._training_terms(z, yt)
+        G = self.loss_grad(zl, yl, **kw).view(z.shape)  # (n, M*k)
+        weight = self._record_weights(yt, w)
+        if weight is not None:
+            G.mul_(weight)
+        several = self.cluster.several  # several hosts: sums here, the mean over all hosts below
+        if not several:
+            G.div_(n)
+        # losses in label units for the report (they differ from training units only for scaled labels)
+        scaled = self.predictor == "regressor" and (self.label_std != 1.0 or self.label_mean != 0.0)
+        report = self._losses(z, yt) if scaled else self.loss_fn(zl, yl, **kw)
+        report_sum = report.sum(0)
+        gW = (Xt @ G) if Xt is not None else Xd.t() @ G
+        gsum = G.sum(0)
+        if self.centred:
+            gW.addr_(self.mu, gsum, alpha=-1.0)
+        gW.mul_(self.inv_s)
+        if several:
+            merge_gradients_(self.cluster, n, gW, gsum)
+        self.W = self.optimizer.update(self.W, self.b, gW, gsum if self.hp["use_bias"] else None)
         return report_sum
 
     @torch.no_grad()
@@ -381,7 +393,7 @@ class _Trainer:
         Xd, _ = self._to_tensor(X)
         yt = self._labels_tensor(y)
         z = self._forward(Xd)
-        return z, yt, self._losses(z, yt, train_units=False)
+        return z, yt, self._losses(z, yt)
 
     def batches(self, source: EpochSource, what: str, size: int | None = None) -> Iterator[tuple]:
         """Blocks of at most `size` (default `mini_batch_size`) records, validated."""

@@ -19,8 +19,9 @@ Labels are checked once, when the set is built: a ClientError names the record o
 Training augmentation (`Augment`), as AWS's SSD: a random crop (0.3–1 of each side, kept boxes
 those whose centre it holds, clipped), a horizontal flip half the time (boxes flipped) and random
 hue, saturation and lightness (smalgos.vision.transforms.random_color); then the image scaled to
-image_shape × image_shape and normalised with the ImageNet mean and deviation. Evaluation and
-inference: scaled and normalised only.
+image_shape × image_shape and normalised with the ImageNet mean and deviation, in the DataLoader's
+worker processes (random draws from torch's generator, which the DataLoader seeds in each worker).
+Evaluation and inference: scaled and normalised only.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ import numpy as np
 import torch
 
 from smalgos.errors import ClientError
-from smalgos.formats.opaque import RECORDIO
 from smalgos.vision import transforms
-from smalgos.vision.channels import file_in_channel, manifest_pairs
-from smalgos.vision.recordio_images import Header, RecordFile, RecordList, decode_image, pack, read_stream, unpack
+from smalgos.vision.channels import file_in_channel, manifest_pairs, recordio_channel
+from smalgos.vision.recordio_images import Header, RecordFile, RecordList, decode_image, pack, unpack
 
 OBJECT_WIDTH = 5
 CROP_LOW = 0.3
@@ -79,14 +79,15 @@ def prepare(pixels: np.ndarray, size: int) -> torch.Tensor:
     return transforms.normalise(transforms.resize_to(transforms.to_tensor(pixels), size, size))
 
 
-def augment(pixels: np.ndarray, boxes: np.ndarray, size: int, generator: np.random.Generator):
-    """(image tensor, boxes) after random crop, flip and colour (see the module docstring)."""
+def augment(pixels: np.ndarray, boxes: np.ndarray, size: int):
+    """(image tensor, boxes) after random crop, flip and colour (see the module docstring), drawn
+    from torch's generator (which the DataLoader seeds in each of its workers)."""
     t = transforms.to_tensor(pixels)
     h, w = t.shape[1:]
     boxes = boxes.copy()
-    if generator.random() < 0.5:
-        cw, ch = generator.uniform(CROP_LOW, 1, 2)
-        x0, y0 = generator.uniform(0, 1 - cw), generator.uniform(0, 1 - ch)
+    if float(torch.rand(())) < 0.5:
+        cw, ch = (CROP_LOW + (1 - CROP_LOW) * torch.rand(2)).tolist()
+        x0, y0 = float(torch.rand(())) * (1 - cw), float(torch.rand(())) * (1 - ch)
         centre = (boxes[:, 1:3] + boxes[:, 3:5]) / 2
         inside = (centre[:, 0] > x0) & (centre[:, 0] < x0 + cw) & (centre[:, 1] > y0) & (centre[:, 1] < y0 + ch)
         if inside.any():
@@ -96,7 +97,7 @@ def augment(pixels: np.ndarray, boxes: np.ndarray, size: int, generator: np.rand
             boxes = kept
             t = t[:, int(y0 * h):max(int(y0 * h) + 1, int((y0 + ch) * h)),
                   int(x0 * w):max(int(x0 * w) + 1, int((x0 + cw) * w))]
-    if generator.random() < 0.5:
+    if float(torch.rand(())) < 0.5:
         t = t.flip(2)
         boxes[:, [1, 3]] = 1 - boxes[:, [3, 1]]
     t = transforms.resize_to(t, size, size)
@@ -110,10 +111,9 @@ class DetectionSet(torch.utils.data.Dataset):
     RecordFile / RecordList (item (f, r, where): its record r) or an image file's Path (r unused)."""
 
     def __init__(self, records: list, items: list[tuple[int, int, str]], labels: list[np.ndarray],
-                 image_shape: int, train: bool = False, seed: int = 0):
+                 image_shape: int, train: bool = False):
         self.records, self.items, self.labels = records, items, labels
         self.image_shape, self.train = int(image_shape), train
-        self.generator = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -121,12 +121,10 @@ class DetectionSet(torch.utils.data.Dataset):
     def part(self, rank: int, size: int) -> "DetectionSet":
         """Host `rank`'s share (every size-th image from the rank-th) of a set every host holds."""
         keep = slice(rank, None, size)
-        return DetectionSet(self.records, self.items[keep], self.labels[keep], self.image_shape, self.train,
-                            int(self.generator.integers(1 << 31)) + rank)
+        return DetectionSet(self.records, self.items[keep], self.labels[keep], self.image_shape, self.train)
 
     def with_training(self, train: bool) -> "DetectionSet":
-        return DetectionSet(self.records, self.items, self.labels, self.image_shape, train,
-                            int(self.generator.integers(1 << 31)))
+        return DetectionSet(self.records, self.items, self.labels, self.image_shape, train)
 
     def pixels(self, i: int) -> np.ndarray:
         f, r, where = self.items[i]
@@ -146,7 +144,7 @@ class DetectionSet(torch.utils.data.Dataset):
             return exc
         boxes = self.labels[i]
         if self.train:
-            image, boxes = augment(pixels, boxes, self.image_shape, self.generator)
+            image, boxes = augment(pixels, boxes, self.image_shape)
         else:
             image = prepare(pixels, self.image_shape)
         return image, torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, OBJECT_WIDTH)
@@ -297,20 +295,12 @@ def from_manifest(name: str, channel, num_classes: int, label_width: int, image_
 
 def channel_set(job, name: str, num_classes: int, label_width: int, image_shape: int) -> DetectionSet:
     """The `train` or `validation` channel (see the module docstring)."""
+    data = recordio_channel(job, name,
+                            lambda channel: from_manifest(name, channel, num_classes, label_width, image_shape),
+                            lambda parts: from_records(name, parts, num_classes, label_width, image_shape))
+    if data is not None:
+        return data
     channel = job.channel(name)
-    if channel.is_pipe:
-        if channel.content_type != RECORDIO:
-            raise ClientError(f"Channel {name!r}: Pipe mode reads application/x-recordio (.rec records or an "
-                              f"augmented manifest), not {channel.content_type}")
-        if channel.config.record_wrapper == "RecordIO":
-            return from_manifest(name, channel, num_classes, label_width, image_shape)
-        parts = [read_stream(stream, f"Channel {name!r}: {source}") for source, stream in channel.streams()]
-        return from_records(name, parts, num_classes, label_width, image_shape)
-    files = channel.files()
-    if not files:
-        raise ClientError(f"Channel {name!r}: no files in {job.paths.channel_dir(name)}")
-    if channel.content_type == RECORDIO:
-        return from_records(name, files, num_classes, label_width, image_shape)
     annotations = job.channel(f"{name}_annotation")
     if annotations is None:
         raise ClientError(f"Channel {name!r} holds image files ({channel.content_type}): the {name}_annotation "

@@ -31,7 +31,6 @@ image shape, normalisation, training summary). No pickle; a non-finite network i
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -45,9 +44,9 @@ from smalgos.distributed import SOLO
 from smalgos.errors import ClientError, InputError
 from smalgos.estimator import write_metadata
 from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
-from smalgos.training.neural import EarlyStopping, StepSchedule, decay_groups, optimizer_by_name
+from smalgos.training.neural import StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, VisionEstimator
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
 from smalgos.vision.resnet import load_state_dict
 
 from .data import DetectionSet, collate, prepare
@@ -76,13 +75,16 @@ class EpochReport:
 
 class ObjectDetector(VisionEstimator):
     """See the module docstring. Parameters: the declared hyperparameters (AWS's names and
-    defaults); `width`, `random_state`, `device` (None: CUDA when there is one)."""
+    defaults); `width`, `random_state`, `device` (None: CUDA when there is one), `data_workers`
+    (DataLoader worker processes, which decode and augment; None: one per core, less one, up to 8)."""
 
     hyperparameters, format, format_version = HYPERPARAMETERS, FORMAT, FORMAT_VERSION
 
-    def __init__(self, random_state: int = 0, device: str | None = None, width: int = 1, **hp):
+    def __init__(self, random_state: int = 0, device: str | None = None, width: int = 1,
+                 data_workers: int | None = None, **hp):
         super().__init__(**hp)
         self.random_state, self.device, self.width = int(random_state), device, int(width)
+        self.data_workers = data_workers
         self.num_classes, self.image_shape = int(self.hp["num_classes"]), int(self.hp["image_shape"])
         self.base_network = self.hp["base_network"]
         self.net_: SSD | None = None
@@ -106,9 +108,11 @@ class ObjectDetector(VisionEstimator):
                 p.requires_grad_(False)
         return names
 
-    def _loader(self, data: DetectionSet, shuffle: bool, generator=None):
+    def _loader(self, data: DetectionSet, shuffle: bool, generator=None, workers: int = 0):
         return torch.utils.data.DataLoader(data, batch_size=int(self.hp["mini_batch_size"]), shuffle=shuffle,
-                                           num_workers=0, collate_fn=collate, generator=generator)
+                                           num_workers=workers, collate_fn=collate, generator=generator,
+                                           persistent_workers=workers > 0,
+                                           pin_memory=self._device.type == "cuda" and workers > 0)
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -134,16 +138,19 @@ class ObjectDetector(VisionEstimator):
         train = train.with_training(True)
         held = None if validation is None else validation.with_training(False)
         generator = torch.Generator().manual_seed(self.random_state)
-        loader = self._loader(train, True, generator)
+        workers = loader_workers(self.data_workers)
+        loader = self._loader(train, True, generator, workers)
+        held_loader = None if held is None else self._loader(held, False, workers=workers)
+        # augmentation in the main process (data_workers=0); each host its own stream
+        torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
         trainable = [p for p in net.parameters() if p.requires_grad]
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
                   for g in decay_groups(net, hp["weight_decay"])]
         optimizer = optimizer_by_name(hp["optimizer"], [g for g in groups if g["params"]] or trainable,
                                       float(hp["learning_rate"]), momentum=hp["momentum"])
         schedule = StepSchedule.parse(hp["lr_scheduler_step"], float(hp["lr_scheduler_factor"]))
-        stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
         needs_two = self.base_network == "resnet-50"  # batch norm cannot train on one image
-        best, best_state, self.mean_aps_ = -math.inf, None, []
+        best, self.mean_aps_ = BestEpoch(hp), []
         self.epochs_trained_ = 0
         for epoch in range(int(hp["epochs"])):
             started = time.time()
@@ -181,33 +188,30 @@ class ObjectDetector(VisionEstimator):
             if totals[3] == 0:
                 raise InputError("the training data gave no batch")
             seconds = time.time() - started
-            mean_ap = None if held is None else self.mean_ap(net, held, cluster)
+            mean_ap = None if held_loader is None else self._mean_ap(net, held_loader, cluster)
             score = mean_ap if mean_ap is not None else -(totals[0] + totals[1]) / totals[2]
             self.mean_aps_.append(mean_ap)
-            improved = score > best
-            if improved:
-                best, self.best_epoch_ = score, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            stopper.update(-score)
+            improved, stopping = best.update(epoch, score, net)
             self.epochs_trained_ = epoch + 1
-            stopping = bool(hp["early_stopping"]) and epoch + 1 >= int(hp["early_stopping_min_epochs"]) \
-                and stopper.stop
             if callback is not None:
                 callback(EpochReport(epoch, totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1),
                                      int(totals[2]), mean_ap, seconds, int(totals[3]), improved, stopping))
             if stopping or should_stop():
                 break
-        self.best_map_ = best
-        net.load_state_dict(best_state, strict=False)
+        self.best_map_, self.best_epoch_ = best.score, best.epoch
+        net.load_state_dict(best.state, strict=False)
         self.net_ = net.eval()
         return self
 
     def mean_ap(self, net: SSD, data: DetectionSet, cluster=SOLO) -> float:
         """mAP at overlap_threshold over `data` (several hosts: each its part, counts pooled)."""
+        return self._mean_ap(net, self._loader(data.with_training(False), False), cluster)
+
+    def _mean_ap(self, net: SSD, loader, cluster) -> float:
         net.eval()
         metric = MeanAP(self.num_classes, float(self.hp["overlap_threshold"]))
         with torch.no_grad():
-            for batch in self._loader(data, False):
+            for batch in loader:
                 if isinstance(batch, ClientError):
                     raise batch
                 images, labels = batch

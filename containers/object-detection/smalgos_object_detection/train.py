@@ -31,13 +31,13 @@ hosts' validation images; the master writes the model.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from smalgos.distributed import joined
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
 from smalgos.metrics import log_checked
+from smalgos.vision.estimator import fit_and_save
 from smalgos.vision.model_channel import WHERE, find_start, mismatch
 from smalgos.vision.pretrained import built_in_path, missing_weights, read_state_dict
 
@@ -129,14 +129,5 @@ def _train(job, det: ObjectDetector, device) -> None:
             log.info("Early stopping: validation mAP has not improved by more than %g for %d epochs",
                      hp["early_stopping_tolerance"], hp["early_stopping_patience"])
 
-    with tempfile.TemporaryDirectory(prefix="od-model-") as scratch:
-        start = initial_state(job, det, Path(scratch))
-        det.fit(train_set, held, initial_state=start, callback=on_epoch, should_stop=job.should_stop)
-    if job.should_stop():
-        log.warning("Stopped after epoch %d: keeping the best epoch so far", det.epochs_trained_ - 1)
-    log.info("Best validation mAP %.4f at epoch %d", det.best_map_, det.best_epoch_)
-    if not cluster.is_master:
-        log.info("Host %s is not the master (%s): only the master writes the model", cluster.host, cluster.hosts[0])
-        return
-    det.save(job.model_dir)
-    log.info("Serializing model to %s", job.model_dir / MODEL_FILE)
+    fit_and_save(job, det, train_set, held, initial_state, on_epoch,
+                 best="Best validation mAP {0.best_map_:.4f} at epoch {0.best_epoch_}", saved="Serializing model to %s")

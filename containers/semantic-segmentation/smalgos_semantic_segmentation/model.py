@@ -41,9 +41,9 @@ import torch.nn.functional as F
 
 from smalgos.errors import InputError, NotFittedError
 from smalgos.estimator import write_metadata
-from smalgos.training.neural import EarlyStopping, decay_groups, optimizer_by_name, set_learning_rate
+from smalgos.training.neural import decay_groups, optimizer_by_name, set_learning_rate
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, VisionEstimator, loader_workers
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
 from smalgos.vision.resnet import load_state_dict
 
 from .data import IGNORE, SegmentationSet, TrainTransform, ValTransform, collate
@@ -183,8 +183,7 @@ class Segmenter(VisionEstimator):
         self.schedule_ = schedule
         amp = hp["precision_dtype"] == "float16" and self._device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        stopper = EarlyStopping(float(hp["early_stopping_tolerance"]), int(hp["early_stopping_patience"]))
-        best, best_state, iteration = -math.inf, None, 0
+        best, iteration = BestEpoch(hp), 0
         self.epochs_trained_, self.best_epoch_ = 0, 0
         torch.manual_seed(self.random_state)
         for epoch in range(int(hp["epochs"])):
@@ -230,22 +229,16 @@ class Segmenter(VisionEstimator):
                 accuracy, miou = confusion.pixel_accuracy(), confusion.miou()
             held_seconds = time.time() - held_started
             score = miou if miou is not None else -float(np.mean(losses))
-            improved = score > best
-            if improved:
-                best, self.best_epoch_ = score, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            stopper.update(-score)
+            improved, stopping = best.update(epoch, score, net)
             self.epochs_trained_ = epoch + 1
-            stopping = bool(hp["early_stopping"]) and epoch + 1 >= int(hp["early_stopping_min_epochs"]) \
-                and stopper.stop
             if callback is not None:
                 callback(EpochReport(epoch, float(np.mean(losses)), train_seconds, seen, accuracy, miou, held_seconds,
                                      0 if validation is None else len(validation), improved, stopping))
             if stopping or should_stop():
                 break
-        self.best_miou_ = best
-        net.load_state_dict(best_state)
-        for name, value in best_state.items():
+        self.best_miou_, self.best_epoch_ = best.score, best.epoch
+        net.load_state_dict(best.state)
+        for name, value in best.state.items():
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise InputError(f"the trained weights hold non-finite values ({name}); no model is saved "
                                  "(lower learning_rate)")

@@ -29,12 +29,12 @@ AWS trains this algorithm on one instance: a job of several hosts is refused.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from smalgos.errors import ClientError
 from smalgos.maths.device import pick_device
 from smalgos.metrics import log_checked
+from smalgos.vision.estimator import fit_and_save
 from smalgos.vision.model_channel import WHERE, find_start, mismatch
 from smalgos.vision.pretrained import built_in_path, missing_weights, read_state_dict
 
@@ -126,11 +126,6 @@ def train(job) -> None:
             log.info("Early stopping: validation mIOU has not improved by more than %g for %d epochs",
                      hp["early_stopping_tolerance"], hp["early_stopping_patience"])
 
-    with tempfile.TemporaryDirectory(prefix="ss-model-") as scratch:
-        start = initial_state(job, seg, Path(scratch))
-        seg.fit(train_set, held, initial_state=start, callback=on_epoch, should_stop=job.should_stop)
-    if job.should_stop():
-        log.warning("Stopped after epoch %d: keeping the best epoch so far", seg.epochs_trained_ - 1)
-    log.info("Best validation mIOU %.4f at epoch %d", seg.best_miou_, seg.best_epoch_)
-    seg.save(job.model_dir)
-    log.info("Serializing model to %s", job.model_dir / MODEL_FILE)
+    fit_and_save(job, seg, train_set, held, initial_state, on_epoch,
+                 best="Best validation mIOU {0.best_miou_:.4f} at epoch {0.best_epoch_}",
+                 saved="Serializing model to %s")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from algo_helpers import train_job
+from algo_helpers import assert_image_request_errors, train_job
 from image_classification.digits import digit_images, lst_files, rec_bytes
 from smalgos.declaration import load_algorithm
 from smalgos.environment import ServingEnv
@@ -183,12 +183,7 @@ def test_serving_bodies(trained, digits):
     r = client.post("/invocations", data=png, content_type="image/png", headers={"Accept": "application/jsonlines"})
     assert r.status_code == 200 and r.data.endswith(b"}\n") and r.data.count(b"\n") == 1
     assert list(json.loads(r.data)) == ["prediction"] and len(json.loads(r.data)["prediction"]) == 10
-    r = client.post("/invocations", data=b"not an image", content_type="image/jpeg")
-    body = json.loads(r.data)
-    assert r.status_code == 400 and body["error"] == "ClientError"
-    assert body["message"].startswith("Request body (image/jpeg, 12 bytes): the image cannot be decoded")
-    r = client.post("/invocations", data=b"1,2", content_type="text/csv")
-    assert r.status_code == 415
+    assert_image_request_errors(client, jpeg, ("text/csv",), content_type="image/jpeg")
 
 
 def test_multi_label_weighted_augmented_with_checkpoints_and_early_stopping(tmp_path, digits):

@@ -7,8 +7,8 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 from smalgos.metrics import MetricsLogger
 from smalgos_linear_learner.declaration import ALGORITHM
-from smalgos_linear_learner.evaluation import (BinaryMetrics, MulticlassMetrics, RegressionMetrics, calibrate,
-                                               roc_auc)
+from smalgos_linear_learner.evaluation import (BinaryMetrics, MulticlassMetrics, RegressionMetrics, _sorted_descending,
+                                               calibrate, roc_auc)
 
 
 def brute(scores, y, criterion, beta=1.0, tr=0.8, tp_=0.8):
@@ -49,6 +49,22 @@ def test_calibrate_matches_brute_force_with_ties(criterion):
             assert tp / (tp + fp) == pytest.approx(expected)
 
 
+def test_cpu_sort_orders_like_torch_sort_with_non_finite_scores():
+    rng = np.random.default_rng(2)
+    n, m = 400, 4
+    scores = np.round(rng.normal(size=(n, m)), 1).astype(np.float32)
+    scores[rng.random((n, m)) < 0.05] = np.nan
+    scores[rng.random((n, m)) < 0.05] = np.inf
+    scores[rng.random((n, m)) < 0.05] = -np.inf
+    y = torch.from_numpy((rng.random(n) < 0.4).astype(np.float32))
+    s, ys = _sorted_descending(torch.from_numpy(scores), y)
+    expected, order = torch.sort(torch.from_numpy(scores).t(), dim=1, descending=True, stable=True)
+    np.testing.assert_array_equal(s.numpy(), expected.numpy())  # NaN first, as torch.sort puts it
+    cuts = torch.ones(m, n, dtype=torch.bool)  # positives above every cut between distinct scores
+    cuts[:, :-1] = expected[:, :-1] > expected[:, 1:]
+    np.testing.assert_array_equal(ys.cumsum(1)[cuts].numpy(), y[order].cumsum(1)[cuts].numpy())
+
+
 def test_threshold_with_nothing_positive_is_above_every_score():
     scores = torch.tensor([[0.1], [0.2], [0.3]])
     values, thr = calibrate(scores, torch.zeros(3), "accuracy")
@@ -71,6 +87,29 @@ def test_final_metrics_match_scikit_learn():
     assert r["roc_auc_score"] == pytest.approx(roc_auc_score(y, s))
     assert roc_auc(s, np.zeros(500)) is None
 
+
+def test_binary_metrics_hold_a_bounded_sample_for_the_auc():
+    """Beyond auc_rows the AUC comes from a uniform reservoir sample (memory flat as the channel
+    grows); the counts behind accuracy, precision, recall and F stay exact."""
+    rng = np.random.default_rng(2)
+    n = 60_000
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    s = np.clip(rng.normal(0.4 + 0.25 * y, 0.2), 0, 1).astype(np.float32)
+    s[:20_000] = np.clip(s[:20_000] + 0.1, 0, 1)  # the first rows differ: a sample of them would show it
+    acc = BinaryMetrics("binary_classification_cross_entropy_objective", threshold=0.5, beta=1.0, auc_rows=5_000)
+    for i in range(0, n, 7_000):
+        acc.update(s[i:i + 7_000], y[i:i + 7_000], np.ones(len(s[i:i + 7_000])))
+    assert sum(map(len, acc.scores)) == 5_000
+    r = acc.result()
+    pred = s >= 0.5
+    assert r["binary_classification_accuracy"] == pytest.approx(np.mean(pred == y))
+    assert r["precision"] == pytest.approx(precision_score(y, pred))
+    assert r["binary_f_1.000"] == pytest.approx(f1_score(y, pred))
+    assert r["roc_auc_score"] == pytest.approx(roc_auc_score(y, s), abs=0.02)
+
+
+def test_multiclass_metrics_match_scikit_learn():
+    rng = np.random.default_rng(1)
     p = rng.dirichlet(np.ones(4), size=300)
     yc = rng.integers(0, 4, size=300)
     mc = MulticlassMetrics("multiclass_cross_entropy_objective", num_classes=4, top_k=2, beta=1.0)

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.metrics import r2_score, recall_score
 
 from smalgos.errors import ClientError
 from smalgos.formats.batch import Batch
+from smalgos_linear_learner import losses as L
 from smalgos_linear_learner.model import InputError, LinearLearner
 
 FAST = dict(mini_batch_size=32, epochs=8)
@@ -56,6 +58,23 @@ def test_every_regression_loss_fits_diabetes(diabetes, loss):
     est = LinearLearner("regressor", loss=loss, huber_delta=50.0, loss_insensitivity=5.0, num_models=4,
                         **FAST).fit(Xtr, ytr)
     assert r2_score(yte, est.predict(Xte)) > 0.3
+
+
+@pytest.mark.parametrize("loss", sorted(L.LOSS_FUNCTIONS))
+def test_closed_form_gradients_match_autograd_at_kinks_too(loss):
+    torch.manual_seed(0)
+    if loss == "softmax_loss":
+        z, y = torch.randn(40, 3, 4), torch.randint(0, 4, (40,))
+    else:
+        y = torch.randint(0, 2, (40, 1)).float() if loss in L.BINARY_LOSSES else torch.randn(40, 1)
+        z = torch.randn(40, 3)
+        z[:4] = y[:4]  # e = 0: abs, quantile's meeting lines
+        z[4:8] = y[4:8] + 0.5  # eps_insensitive's and huber's kinks for eps = delta = 0.5
+        z[8:12] = 2 * y[8:12] - 1  # hinge's kink for margin 1
+    kw = {"margin": 1.0, "quantile": 0.3, "eps": 0.5, "delta": 0.5}
+    zz = z.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(L.LOSS_FUNCTIONS[loss](zz, y, **kw).sum(), zz)
+    torch.testing.assert_close(L.GRADIENTS[loss](z, y, **kw), expected, rtol=1e-6, atol=1e-6)
 
 
 def _line(n=2000, seed=0, noise=None):

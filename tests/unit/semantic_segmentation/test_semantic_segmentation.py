@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from algo_helpers import train_job
+from algo_helpers import assert_image_request_errors, train_job
 from semantic_segmentation.shapes import job_files, mask_png, shapes
 from smalgos.declaration import load_algorithm
 from smalgos.environment import ServingEnv
@@ -218,13 +218,7 @@ def test_serving_bodies(trained, data):
         assert list(rec.features["shape"].int32_tensor.values) == [1, 3, 24, 40]
         probs = np.array(rec.features["target"].float32_tensor.values, np.float32).reshape(3, 24, 40)
         np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
-    r = client.post("/invocations", data=b"not an image", content_type="application/x-image")
-    body = json.loads(r.data)
-    assert r.status_code == 400 and body["error"] == "ClientError"
-    assert body["message"].startswith("Request body (application/x-image, 12 bytes): the image cannot be decoded")
-    assert client.post("/invocations", data=b"1,2", content_type="text/csv").status_code == 415
-    assert client.post("/invocations", data=jpeg, content_type="image/jpeg",
-                       headers={"Accept": "application/json"}).status_code == 406
+    assert_image_request_errors(client, jpeg, ("application/json",))
 
 
 def test_fcn_reaches_held_out_miou(tmp_path):
