@@ -17,6 +17,7 @@ sample for their scaler / initialisation, never the data). XGBoost must hold its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import mmap
 import os
 import subprocess
@@ -67,21 +68,14 @@ def run(algorithm: str, mode: str, data: Path, folder: Path, site: Path) -> tupl
            "SCALING_RSS_FILE": str(rss),
            "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "containers" / algorithm),
                                           os.environ.get("PYTHONPATH", "")])}
-    with open(data, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
-        feeder = None
-        if mode == "Pipe":
-            feeder = PipeFeeder(job.paths, "train", lambda epoch: blob, epochs=EPOCHS + 2, chunk_size=1 << 20)
-            feeder.__enter__()
-        else:
-            job.paths.channel_dir("train").mkdir(parents=True, exist_ok=True)
-            os.symlink(data, job.paths.channel_dir("train") / "train.pbr")
+    if mode == "File":
+        job.paths.channel_dir("train").mkdir(parents=True, exist_ok=True)
+        os.symlink(data, job.paths.channel_dir("train") / "train.pbr")
+    with open(data, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob, \
+            (PipeFeeder(job.paths, "train", lambda epoch: blob, epochs=EPOCHS + 2, chunk_size=1 << 20)
+             if mode == "Pipe" else contextlib.nullcontext()):
         started = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-m", "smalgos.cli", "train"], env=env, capture_output=True,
-                                  text=True)
-        finally:
-            if feeder is not None:
-                feeder.stop()
+        done = subprocess.run([sys.executable, "-m", "smalgos.cli", "train"], env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{algorithm} {mode} on {data.name}: exit {done.returncode}\n{job.failure}\n"

@@ -28,7 +28,7 @@ MAX_WORKERS = 8
 class VisionEstimator:
     """Subclasses set `hyperparameters` (their declaration's), `format` and `format_version` (their
     metadata's), define `new_network()`, and call `super().__init__(**hp)`, which sets `self.hp`
-    (checked values, defaults filled in)."""
+    (checked values, defaults filled in); they set `random_state` and `data_workers` themselves."""
 
     hyperparameters: Hyperparameters
     format: str
@@ -69,6 +69,26 @@ class VisionEstimator:
         from smalgos.vision.resnet import load_state_dict
 
         load_state_dict(net, state, where)
+
+    def data_loader(self, data, batch: int, shuffle: bool, collate, generator=None, workers: int | None = None,
+                    drop_last: bool = False):
+        """A DataLoader over `data` with `workers` processes (None: the estimator's `data_workers`,
+        see `loader_workers`), kept from epoch to epoch; pinned memory for a CUDA device (fit sets
+        `self._device`)."""
+        import torch
+
+        workers = loader_workers(self.data_workers) if workers is None else workers
+        return torch.utils.data.DataLoader(
+            data, batch_size=batch, shuffle=shuffle, num_workers=workers, collate_fn=collate, generator=generator,
+            drop_last=drop_last, persistent_workers=workers > 0, pin_memory=self._device.type == "cuda")
+
+    def seed_augmentation(self, cluster) -> None:
+        """Seed torch's generator, which augmentation draws from in the main process (with
+        data_workers=0; the DataLoader seeds its workers itself): random_state on the first host,
+        a stream of its own on each other host."""
+        import torch
+
+        torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
 
     @classmethod
     def load(cls, model_dir, device: str | None = None):

@@ -46,7 +46,7 @@ from smalgos.distributed import SOLO
 from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
 from smalgos.training.neural import StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
 
 from .data import ImageSet, collate
@@ -128,11 +128,7 @@ class ImageClassifier(VisionEstimator):
                 transforms.EvalTransform(shape, resize))
 
     def _loader(self, data: ImageSet, shuffle: bool, generator: torch.Generator | None):
-        workers = loader_workers(self.data_workers)
-        return torch.utils.data.DataLoader(
-            data, batch_size=int(self.hp["mini_batch_size"]), shuffle=shuffle, num_workers=workers,
-            collate_fn=collate, generator=generator, persistent_workers=workers > 0,
-            pin_memory=self._device.type == "cuda", worker_init_fn=None)
+        return self.data_loader(data, int(self.hp["mini_batch_size"]), shuffle, collate, generator)
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -168,8 +164,7 @@ class ImageClassifier(VisionEstimator):
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         best, self.checkpoints_ = BestEpoch(hp), {}
         self.epochs_trained_, self.accuracies_ = 0, []
-        # augmentation in the main process (data_workers=0); each host its own stream
-        torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
+        self.seed_augmentation(cluster)
         for epoch in range(int(hp["epochs"])):
             started = time.time()
             rate = schedule.rate(float(hp["learning_rate"]), epoch)

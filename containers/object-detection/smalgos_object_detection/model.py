@@ -46,7 +46,7 @@ from smalgos.estimator import write_metadata
 from smalgos.training.data_parallel import average_buffers, average_gradients, share_initial_state
 from smalgos.training.neural import StepSchedule, decay_groups, optimizer_by_name
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator
 from smalgos.vision.resnet import load_state_dict
 
 from .data import DetectionSet, collate, prepare
@@ -108,11 +108,8 @@ class ObjectDetector(VisionEstimator):
                 p.requires_grad_(False)
         return names
 
-    def _loader(self, data: DetectionSet, shuffle: bool, generator=None, workers: int = 0):
-        return torch.utils.data.DataLoader(data, batch_size=int(self.hp["mini_batch_size"]), shuffle=shuffle,
-                                           num_workers=workers, collate_fn=collate, generator=generator,
-                                           persistent_workers=workers > 0,
-                                           pin_memory=self._device.type == "cuda" and workers > 0)
+    def _loader(self, data: DetectionSet, shuffle: bool, generator=None, workers: int | None = None):
+        return self.data_loader(data, int(self.hp["mini_batch_size"]), shuffle, collate, generator, workers)
 
     # -- training ---------------------------------------------------------------------------------
 
@@ -138,11 +135,9 @@ class ObjectDetector(VisionEstimator):
         train = train.with_training(True)
         held = None if validation is None else validation.with_training(False)
         generator = torch.Generator().manual_seed(self.random_state)
-        workers = loader_workers(self.data_workers)
-        loader = self._loader(train, True, generator, workers)
-        held_loader = None if held is None else self._loader(held, False, workers=workers)
-        # augmentation in the main process (data_workers=0); each host its own stream
-        torch.manual_seed(self.random_state if cluster.rank == 0 else self.random_state * 1000 + cluster.rank)
+        loader = self._loader(train, True, generator)
+        held_loader = None if held is None else self._loader(held, False)
+        self.seed_augmentation(cluster)
         trainable = [p for p in net.parameters() if p.requires_grad]
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
                   for g in decay_groups(net, hp["weight_decay"])]
@@ -205,7 +200,7 @@ class ObjectDetector(VisionEstimator):
 
     def mean_ap(self, net: SSD, data: DetectionSet, cluster=SOLO) -> float:
         """mAP at overlap_threshold over `data` (several hosts: each its part, counts pooled)."""
-        return self._mean_ap(net, self._loader(data.with_training(False), False), cluster)
+        return self._mean_ap(net, self._loader(data.with_training(False), False, workers=0), cluster)
 
     def _mean_ap(self, net: SSD, loader, cluster) -> float:
         net.eval()

@@ -43,7 +43,7 @@ from smalgos.errors import InputError, NotFittedError
 from smalgos.estimator import write_metadata
 from smalgos.training.neural import decay_groups, optimizer_by_name, set_learning_rate
 from smalgos.vision import transforms
-from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator, loader_workers
+from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator
 from smalgos.vision.resnet import load_state_dict
 
 from .data import IGNORE, SegmentationSet, TrainTransform, ValTransform, collate
@@ -136,11 +136,7 @@ class Segmenter(VisionEstimator):
             return SegmentationNet(self.backbone, self.algorithm, self.num_classes)
 
     def _loader(self, data: SegmentationSet, batch: int, train: bool, generator=None):
-        workers = loader_workers(self.data_workers)
-        return torch.utils.data.DataLoader(
-            data, batch_size=batch, shuffle=train, num_workers=workers, collate_fn=collate, generator=generator,
-            drop_last=train and len(data) > batch, persistent_workers=workers > 0,
-            pin_memory=self._device.type == "cuda")
+        return self.data_loader(data, batch, train, collate, generator, drop_last=train and len(data) > batch)
 
     def _optimizer(self, net):
         hp = self.hp
