@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import html
 import logging
 import os
@@ -322,10 +323,16 @@ class _Gunicorn(BaseApplication):
     def load(self):
         setup_logging()
         try:
-            return build_app(self.algorithm_name)
+            app = build_app(self.algorithm_name)
         except WarmUpError as exc:
             log.error("Worker %d exits: %s", os.getpid(), exc, exc_info=exc.__cause__)
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None  # the master stops: "Worker failed to boot"
+        # Everything loaded so far (the libraries, the model) lives as long as the worker: kept out of
+        # the cyclic collector's generations, so that the collections a request's garbage sets off
+        # no longer walk it (one-row XGBoost requests spent ~10% of their time in them).
+        gc.collect()
+        gc.freeze()
+        return app
 
 
 def serve(algorithm_name: str) -> int:

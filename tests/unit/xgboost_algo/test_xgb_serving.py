@@ -422,3 +422,40 @@ def test_a_few_rows_predict_on_one_thread_with_the_same_answers(trained):
     many = model.raw_predict(Batch(X[:FEW_ROWS + 1]))
     for i in (0, 5):
         np.testing.assert_array_equal(model.raw_predict(Batch(X[i:i + 1]))[0], many[i])
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_predictions_equal_booster_predict_on_a_dmatrix_to_the_bit(trained, task, workers):
+    """Every prediction path of `raw_predict` — the direct C call for dense requests of at most
+    FEW_ROWS rows (a kept proxy DMatrix), `inplace_predict` for larger and sparse ones — gives
+    exactly `Booster.predict(DMatrix(x, missing=nan))`: dense, with NaNs, CSR, early-stopped."""
+    from smalgos.formats.batch import Batch
+    from smalgos_xgboost.serve import FEW_ROWS, XGBoostModel, _DensePredictor
+
+    _, X, booster = trained[task]
+    X = np.asarray(X, np.float32).copy()
+    X[np.random.default_rng(3).random(X.shape) < 0.2] = np.nan
+    model = XGBoostModel([booster.copy()], ServingEnv.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": workers}))
+    assert model.dense is not None
+    for rows in (X[:1], X[7:8], X[:FEW_ROWS], X[:FEW_ROWS + 1], X):
+        want = booster.predict(xgb.DMatrix(rows, missing=np.nan), validate_features=False)
+        for features in (rows, sp.csr_matrix(np.nan_to_num(rows, nan=0.0))):
+            got = model.raw_predict(Batch(features))
+            exp = want if not sp.issparse(features) else booster.predict(xgb.DMatrix(features),
+                                                                          validate_features=False)
+            assert got.dtype == exp.dtype and got.shape == exp.shape
+            np.testing.assert_array_equal(got, exp)
+    # a concurrent call (the kept proxy busy) takes no proxy, as inplace_predict: the same answer
+    dense = model.dense[0]
+    assert isinstance(dense, _DensePredictor)
+    with dense._proxy_lock:
+        np.testing.assert_array_equal(dense.predict(X[:3]), booster.predict(xgb.DMatrix(X[:3]),
+                                                                            validate_features=False))
+    # an early-stopped model predicts with the trees up to best_iteration on every path
+    early = booster.copy()
+    early.set_attr(best_iteration="2")
+    model = XGBoostModel([early], ServingEnv.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": workers}))
+    want = early.predict(xgb.DMatrix(X[:5]), iteration_range=(0, 3))
+    np.testing.assert_array_equal(model.raw_predict(Batch(X[:5])), want)
+    assert not np.array_equal(want, early.predict(xgb.DMatrix(X[:5])))
