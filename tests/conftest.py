@@ -12,7 +12,7 @@ sys.path.insert(0, str(TESTS / "unit"))
 # The algorithm packages, should the checkout not be installed editable.
 for _folder in ("kmeans", "pca", "knn", "factorization-machines", "randomcutforest", "lda", "ipinsights",
                 "forecasting-deepar", "blazingtext", "ntm", "object2vec", "seq2seq",
-                "image-classification", "object-detection", "semantic-segmentation"):
+                "image-classification", "object-detection", "semantic-segmentation", "rl"):
     if str(TESTS.parent / "containers" / _folder) not in sys.path:
         sys.path.insert(0, str(TESTS.parent / "containers" / _folder))
 

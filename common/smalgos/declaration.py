@@ -476,14 +476,25 @@ class Algorithm:
     # user's script (smalgos.scriptmode), and a model given SAGEMAKER_PROGRAM serves through the
     # user's model_fn / input_fn / predict_fn / output_fn. False: such a job is refused.
     script_mode: bool = False
+    # A framework image with no algorithm mode (RL): a job without `sagemaker_program` is refused.
+    script_only: bool = False
+    # "module:function" that runs a script-mode job, `run_script(config, paths, stop_event)`
+    # (RL: forms the Ray cluster first); empty means smalgos.scriptmode.training:run_script.
+    script_runner: str = ""
 
     def __post_init__(self):
         package = package_of(self.name)
         defaults = {"display_name": self.name, "trainer": f"{package}.train:train",
-                    "model_loader": f"{package}.serve:load_model"}
+                    "model_loader": f"{package}.serve:load_model",
+                    "script_runner": "smalgos.scriptmode.training:run_script"}
         for attribute, default in defaults.items():
             if not getattr(self, attribute):
                 object.__setattr__(self, attribute, default)
+
+    def entry_points(self) -> tuple[str, ...]:
+        """The "module:function" targets this image runs (its build imports each one)."""
+        return ((() if self.script_only else (self.trainer,)) + (self.model_loader,)
+                + ((self.script_runner,) if self.script_mode else ()))
 
     def channel(self, name: str) -> Channel | None:
         return next((c for c in self.channels if c.name == name), None)

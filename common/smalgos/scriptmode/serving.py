@@ -9,8 +9,9 @@ SAGEMAKER_PROGRAM (and SAGEMAKER_SUBMIT_DIRECTORY) is served by that module's
     transform_fn(model, request_body, content_type, accept)   # instead of the three above
 
 each one the user's where the module defines it, else the algorithm's default (`Defaults`; the
-output default is `default_output_fn`). Where the code is: SAGEMAKER_SUBMIT_DIRECTORY — a directory
-(SDK local mode mounts it at /opt/ml/code), `file://`, a local or `s3://` sourcedir.tar.gz — else
+output default is the Defaults' `output_fn` where it has one, else `default_output_fn`). Where the
+code is: SAGEMAKER_SUBMIT_DIRECTORY — a directory (SDK local mode mounts it at /opt/ml/code),
+`file://`, a local or `s3://` sourcedir.tar.gz — else
 `code/` in the model directory (where the SDK repacks it into model.tar.gz), else /opt/ml/code. Its
 requirements.txt is installed first.
 
@@ -48,7 +49,9 @@ HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 
 
 class Defaults(Protocol):
-    """An algorithm's framework-mode defaults for the handlers a user module leaves out."""
+    """An algorithm's framework-mode defaults for the handlers a user module leaves out. It may also
+    define `output_fn(prediction, accept) -> body | (body, content_type)`, used instead of
+    `default_output_fn` (RL: the same answers as the image's plain serving)."""
 
     def model_fn(self, model_dir: Path) -> Any: ...
 
@@ -152,7 +155,7 @@ class ScriptModel:
         self.transform_fn = found.get("transform_fn")
         self.input_fn = found.get("input_fn", defaults.input_fn)
         self.predict_fn = found.get("predict_fn", defaults.predict_fn)
-        self.output_fn = found.get("output_fn", default_output_fn)
+        self.output_fn = found.get("output_fn", getattr(defaults, "output_fn", default_output_fn))
         self.model = found.get("model_fn", defaults.model_fn)(model_dir)
         if self.model is None:
             raise ClientError(f"The inference script's model_fn returned None for {model_dir}")

@@ -77,9 +77,7 @@ def _run_script(algorithm: Algorithm, config: JobConfig, paths: Paths, stop_even
     if not algorithm.script_mode:
         raise ClientError(f"Hyperparameter {PROGRAM_PARAM}: the {algorithm.name} image has no script (framework)"
                           f" mode; leave out {PROGRAM_PARAM} and {SUBMIT_DIR_PARAM} to train in algorithm mode")
-    from ..scriptmode.training import run_script
-
-    run_script(config, paths, stop_event)
+    resolve(algorithm.script_runner)(config, paths, stop_event)
 
 
 def run_training(algorithm: str | Algorithm, paths: Paths | None = None,
@@ -100,6 +98,10 @@ def run_training(algorithm: str | Algorithm, paths: Paths | None = None,
         config = JobConfig.load(paths)
         if PROGRAM_PARAM in config.hyperparameters:
             _run_script(algo, config, paths, stop_event)
+        elif algo.script_only:
+            raise ClientError(f"Hyperparameter {PROGRAM_PARAM} is missing: the {algo.name} image runs your training"
+                              f" script (the SDK's entry_point; {SUBMIT_DIR_PARAM} names the code) and has no"
+                              " algorithm mode")
         else:
             job = TrainingJob.from_config(algo, config, paths, stop_event)
             _log_configuration(algo, config, job.hyperparameters, paths)
