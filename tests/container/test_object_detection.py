@@ -3,12 +3,14 @@ generated 96x96 shape scenes at image_shape 64 (File mode: train and validation 
 AWS-format JSON annotations in train_annotation / validation_annotation), `deploy`, `predict` raw
 JPEG bytes with the SDK's IdentitySerializer: the answer is AWS's `{"prediction": [[class, score,
 xmin, ymin, xmax, ymax], ...]}`, equal to the job's model's detections; a body that is not an image
-is answered with an error body while the server keeps serving. One lean test (CI has two cores)."""
+is answered with an error body while the server keeps serving. Also: two instances under local mode
+train one model. Lean tests (CI has two cores)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,33 @@ def test_object_detection_fit_then_json_detections(algo_image, session, sdk_env,
     error = json.loads(bad)
     assert sorted(error) == ["error", "message"] and "cannot be decoded" in error["message"], error
     assert again == answer
+
+
+def test_object_detection_trains_on_two_instances_under_sdk_local_mode(algo_image, session, sdk_env):
+    """instance_count=2: local mode starts algo-1-xxxxx and algo-2-xxxxx with every channel on both;
+    the hosts meet on torch.distributed and train one SSD (a host that did not join would fail the
+    job after its connect timeout), each on half of the images, and the master's model comes back."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from smalgos.vision.estimator import FILES
+
+    from .helpers import ROLE, model_artifact
+
+    files = {**job_files(8, "train", seed=3), **job_files(4, "validation", seed=4)}
+    types = {"train": "image/jpeg", "validation": "image/jpeg", "train_annotation": "application/json",
+             "validation_annotation": "application/json"}
+    inputs = {}
+    for name, ctype in types.items():
+        folder = sdk_env / "od-two-hosts" / name
+        folder.mkdir(parents=True)
+        for (channel, file), body in files.items():
+            if channel == name:
+                (folder / file).write_bytes(body)
+        inputs[name] = TrainingInput(f"file://{folder}", content_type=ctype)
+    est = Estimator(image_uri=algo_image("object-detection"), role=ROLE, instance_count=2, instance_type="local",
+                    output_path=f"file://{sdk_env / 'od-two-hosts-output'}", sagemaker_session=session,
+                    hyperparameters={"num_classes": 3, "num_training_samples": 8, "image_shape": 64, "epochs": 1,
+                                     "mini_batch_size": 2, "optimizer": "adam", "use_pretrained_model": 0})
+    est.fit(inputs, wait=True, logs=False)
+    with tarfile.open(model_artifact(est)) as tar:
+        assert set(FILES) <= set(tar.getnames())
