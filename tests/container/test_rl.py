@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .helpers import ROLE, model_artifact, unique
+from .helpers import ROLE, model_artifact, skip_or_fail, unique
 from .test_hosts import HOSTS
 
 pytestmark = pytest.mark.container
@@ -130,7 +130,7 @@ def test_two_hosts_under_docker_compose_form_one_ray_cluster_and_ppo_runs_on_bot
 
     compose = shutil.which("docker-compose")
     if compose is None:
-        pytest.skip("docker-compose is not installed")
+        skip_or_fail("docker-compose is not installed (scripts/setup-engine.sh installs it)")
     opt_ml = tmp_path / "opt_ml"
     job = LocalJob(opt_ml)
     job.write_config({"sagemaker_program": "train.py", "iterations": "2", "stop_reward": "1000",
