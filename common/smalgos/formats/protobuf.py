@@ -412,42 +412,59 @@ def _flat_from_scan(u8, scan, split, source) -> _Flat:
 # tier 1: template (uniform dense records)
 
 
-def _try_template(u8: np.ndarray, split: recordio.Split, scan0: dict) -> Batch | None:
-    n = len(split)
-    stride = split.uniform_stride
-    if stride is None or n < 2:
-        return None
-    ftag = int(scan0["ftag"][0])
-    if ftag == _I32 or scan0["keys"][1][0] != scan0["keys"][0][0]:
-        return None
-    if "ltag" in scan0 and int(scan0["ltag"][0]) == _I32:
-        return None
-    row0 = int(split.offsets[0]) - 8
-    if row0 + n * stride > u8.size:
-        return None
-    rows = u8[row0:row0 + n * stride].reshape(n, stride)
-    regions = [(int(scan0["vals"][0][0]) - row0, int(scan0["vals"][1][0]) - row0, ftag)]
-    if "ltag" in scan0:
-        regions.append((int(scan0["lvals"][0][0]) - row0, int(scan0["lvals"][1][0]) - row0,
-                        int(scan0["ltag"][0])))
-    cut = 0
-    for begin, end in sorted((b, e) for b, e, _ in regions) + [(stride, stride)]:
-        if begin > cut and not (rows[1:, cut:begin] == rows[0, cut:begin]).all():
+class _Template:
+    """The layout of records of one size (tier 1): where in a record (framing included) its value
+    regions lie, and the bytes around them, which every record of the layout repeats."""
+
+    def __init__(self, row: np.ndarray, regions: list[tuple[int, int, int]]):
+        self.row, self.regions = row, regions      # regions: (begin, end, tensor tag), sorted
+        self.stride = row.size
+        fixed, cut = [], 0
+        for begin, end, _ in regions + [(self.stride, self.stride, 0)]:
+            if begin > cut:
+                fixed.append((cut, begin))
+            cut = max(cut, end)
+        self.fixed = fixed                          # the (begin, end) spans outside the values
+
+    @classmethod
+    def of(cls, u8: np.ndarray, split: recordio.Split) -> "_Template | None":
+        """The layout of `split`'s record 0, when values are float tensors without keys."""
+        scan0 = _scan(u8, split.offsets[:1], split.offsets[:1] + split.lengths[:1])
+        ftag = int(scan0["ftag"][0])
+        if ftag == _I32 or scan0["keys"][1][0] != scan0["keys"][0][0]:
             return None
-        cut = max(cut, end)
-    out = []
-    for begin, end, tag in regions:
-        width = 4 if tag == _F32 else 8
-        if (end - begin) % width:
+        if "ltag" in scan0 and int(scan0["ltag"][0]) == _I32:
             return None
-        k = (end - begin) // width
-        view = np.ndarray((n, k), dtype="<f4" if width == 4 else "<f8", buffer=split.buf,
-                          offset=row0 + begin, strides=(stride, width))
-        out.append(np.array(view, dtype=np.float32, order="C"))
-    labels = None
-    if len(out) > 1:
-        labels = out[1][:, 0] if out[1].shape[1] == 1 else out[1]
-    return Batch(out[0], labels)
+        row0 = int(split.offsets[0]) - 8
+        regions = [(int(scan0["vals"][0][0]) - row0, int(scan0["vals"][1][0]) - row0, ftag)]
+        if "ltag" in scan0:
+            regions.append((int(scan0["lvals"][0][0]) - row0, int(scan0["lvals"][1][0]) - row0,
+                            int(scan0["ltag"][0])))
+        if any((end - begin) % (4 if tag == _F32 else 8) for begin, end, tag in regions):
+            return None
+        stride = 8 + recordio.padded(int(split.lengths[0]))
+        return cls(u8[row0:row0 + stride].copy(), sorted(regions))
+
+    def decode(self, u8: np.ndarray, split: recordio.Split) -> Batch | None:
+        """`split`'s records as a Batch when every one has this layout, else None."""
+        n = len(split)
+        row0 = int(split.offsets[0]) - 8
+        if split.uniform_stride != self.stride or row0 + n * self.stride > u8.size:
+            return None
+        rows = u8[row0:row0 + n * self.stride].reshape(n, self.stride)
+        for begin, end in self.fixed:
+            if not (rows[:, begin:end] == self.row[begin:end]).all():
+                return None
+        out = []   # features, then the label: a Record's field 1 precedes its field 2
+        for begin, end, tag in self.regions:
+            width = 4 if tag == _F32 else 8
+            view = np.ndarray((n, (end - begin) // width), dtype="<f4" if width == 4 else "<f8",
+                              buffer=split.buf, offset=row0 + begin, strides=(self.stride, width))
+            out.append(np.array(view, dtype=np.float32, order="C"))
+        labels = None
+        if len(out) > 1:
+            labels = out[1][:, 0] if out[1].shape[1] == 1 else out[1]
+        return Batch(out[0], labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,26 +528,33 @@ def _tensor_of(value, where, what):
 
 def decode_split(split: recordio.Split, *, source: str = "request body") -> Batch:
     """Decode the records a `recordio.Split` found into a `Batch` (in bulk)."""
+    return _decode_split(split, source, None)[0]
+
+
+def _decode_split(split: recordio.Split, source: str, known: _Template | None):
+    """(Batch, the layout its records share or None). A stream passes the previous block's layout
+    as `known`: blocks of one layout are then read without scanning a record again."""
     n = len(split)
     if n == 0:
-        return Batch(np.zeros((0, 0), np.float32))
+        return Batch(np.zeros((0, 0), np.float32)), known
     u8 = np.frombuffer(split.buf, np.uint8)
-    starts = split.offsets
-    ends = split.offsets + split.lengths
+    if known is not None:
+        batch = known.decode(u8, split)
+        if batch is not None:
+            return batch, known
     if n < _SMALL_BATCH:   # a few records: the runtime's parser is quicker than numpy's setup
-        return _build_batch(_flat_general(split, source), split, source)
+        return _build_batch(_flat_general(split, source), split, source), None
     try:
-        stride = split.uniform_stride
-        if stride is not None and n > 1:
-            scan0 = _scan(u8, starts[:1], ends[:1])
-            batch = _try_template(u8, split, scan0)
+        if split.uniform_stride is not None:
+            template = _Template.of(u8, split)
+            batch = None if template is None else template.decode(u8, split)
             if batch is not None:
-                return batch
-        scan = _scan(u8, starts, ends)
+                return batch, template
+        scan = _scan(u8, split.offsets, split.offsets + split.lengths)
         flat = _flat_from_scan(u8, scan, split, source)
     except _Irregular:
         flat = _flat_general(split, source)
-    return _build_batch(flat, split, source)
+    return _build_batch(flat, split, source), None
 
 
 def decode(data: bytes, *, source: str = "request body") -> Batch:
@@ -556,10 +580,10 @@ class RecordIOProtobufDecoder:
                      batch_size: int = 1000, source: str = "input",
                      chunk_size: int = recordio.DEFAULT_CHUNK) -> Iterator[Batch]:
         check_params(media, self.allowed_params)
-        width = None
+        width, layout = None, None
         for block in recordio.iter_record_blocks(stream, source=source, max_records=batch_size,
                                                  chunk_size=chunk_size):
-            batch = decode_split(block, source=source)
+            batch, layout = _decode_split(block, source, layout)
             if not batch.is_sparse and len(batch):
                 if width is not None and batch.num_features != width:
                     raise ClientError(f"{_where(source, block, 0)}: {batch.num_features} feature values, "

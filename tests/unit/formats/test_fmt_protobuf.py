@@ -117,11 +117,12 @@ def test_each_tier_decodes_the_same(monkeypatch, tier):
         _forbid(monkeypatch, "_flat_from_scan", "_flat_general")
     elif tier == "lockstep":
         data = dense_to_recordio(X, y)
-        monkeypatch.setattr(pb, "_try_template", lambda *a: None)
+        monkeypatch.setattr(pb._Template, "of", classmethod(lambda cls, *a: None))
         _forbid(monkeypatch, "_flat_general")
     else:
         data = _records(*[_dense_record(X[i], y[i], uid=f"r{i}") for i in range(40)])
-        _forbid(monkeypatch, "_flat_from_scan", "_try_template")
+        _forbid(monkeypatch, "_flat_from_scan")
+        monkeypatch.setattr(pb._Template, "of", classmethod(lambda cls, *a: pytest.fail("tier 1 tried")))
     batch = pb.decode(data)
     np.testing.assert_array_equal(batch.features, X)
     np.testing.assert_array_equal(batch.labels, y)
@@ -302,3 +303,27 @@ def test_streaming_dense_width_must_not_change_between_batches(pipe_feed):
         list(RecordIOProtobufDecoder().iter_batches(stream, PB, batch_size=3, source="train_0"))
     assert e.value.message == ("train_0: record index 6 at byte offset 216: 2 feature values, but the "
                                "records before have 3 (dense records must all have the same length)")
+
+
+def test_a_stream_scans_its_layout_once_and_reads_the_rest_by_it(monkeypatch):
+    X, y = _matrix(np.float32, n=200, d=5), np.arange(200, dtype=np.float32)
+    calls = []
+    scan = pb._scan
+    monkeypatch.setattr(pb, "_scan", lambda *a: calls.append(1) or scan(*a))
+    batches = list(RecordIOProtobufDecoder().iter_batches(io.BytesIO(dense_to_recordio(X, y)), PB,
+                                                          batch_size=20, source="train"))
+    assert len(batches) == 10 and len(calls) == 1
+    np.testing.assert_array_equal(pb.Batch.concat(batches).features, X)
+    np.testing.assert_array_equal(pb.Batch.concat(batches).labels, y)
+
+
+def test_a_later_block_off_the_known_layout_is_read_and_judged_afresh():
+    # record 25 (in the second block) names its map entry "valueX": the first block's layout does
+    # not fit it, so the block is parsed again and the record is named, as without a known layout
+    data = bytearray(dense_to_recordio(_matrix(np.float32, n=40, d=3)))
+    stride = len(data) // 40
+    at = data.index(b"values", 25 * stride)
+    data[at:at + 6] = b"valueX"
+    with pytest.raises(ClientError, match=r'record index 25 .*no features\["values"\] tensor'):
+        list(RecordIOProtobufDecoder().iter_batches(io.BytesIO(bytes(data)), PB, batch_size=20,
+                                                    source="train"))
