@@ -8,7 +8,7 @@
 - CSV (100k x 20): `parse_csv` against `pandas.read_csv` (pandas is a bench/test dependency only).
 - LibSVM (300k x 28, 70 % non-zero): the decoder as a training channel streams it (1 MiB chunks)
   against XGBoost's own reader of the same file
-  (when xgboost is installed).
+  (when xgboost is installed); with numba installed, a second row: the numpy parser alone.
 - JSON: a 1000-row response (3 fields) encoded, a 1000 x 100 request decoded.
 
 Prints one table; MB/s are of input bytes (of output bytes for encoders). Runs in well under
@@ -151,7 +151,17 @@ def main() -> int:
                 warnings.simplefilter("ignore")  # XGBoost 3.1+ calls text input deprecated
                 t_ref, dm = best_of(lambda: xgb.DMatrix(f"{f.name}?format=libsvm"), 3)
         assert batch.features.nnz == dm.num_nonmissing()
-        row(f"LibSVM {n}x{d} 70% non-zero", len(text), t_ours, t_ref, "XGBoost's own LibSVM reader")
+        from smalgos.formats import libsvm
+        kernel = libsvm._kernel() is not None
+        row(f"LibSVM {n}x{d} 70% non-zero{' (numba)' if kernel else ''}", len(text), t_ours, t_ref,
+            "XGBoost's own LibSVM reader")
+        if kernel:  # the same stream through the numpy parser alone (an image without numba)
+            get_kernel, libsvm._kernel = libsvm._kernel, lambda: None
+            try:
+                t_numpy, _ = best_of(ours_stream, 3)
+            finally:
+                libsvm._kernel = get_kernel
+            row(f"LibSVM {n}x{d} 70% non-zero (numpy)", len(text), t_numpy, t_ref, "XGBoost's own LibSVM reader")
 
     # -- JSON -----------------------------------------------------------------------------------
     preds = Predictions({"predicted_label": rng.integers(0, 2, 1000),

@@ -3,9 +3,8 @@
 
 One pass over a channel is one call of `ChannelInput.batches()`. In File mode every pass re-reads
 the files (recursive, sorted, dotfiles skipped, gzip read transparently); in Pipe mode every
-pass opens the next FIFO, waiting for SageMaker to create it. A thread reads and decodes a pass
-two blocks ahead of the training loop (`prefetched`). Memory stays bounded by the mini-batch size:
-nothing is read whole unless `read_all()` is asked for.
+pass opens the next FIFO, waiting for SageMaker to create it. Memory stays bounded by the
+mini-batch size: nothing is read whole unless `read_all()` is asked for.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ import gzip
 import io
 import logging
 import os
-import queue
 import select
 import stat
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -186,52 +183,6 @@ def rebatch(batches: Iterator[Batch], size: int) -> Iterator[Batch]:
         yield Batch.concat(pending)
 
 
-_END = object()
-
-
-def prefetched(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
-    """`batches` as a thread reads and decodes them, up to `depth` blocks ahead of the caller, so that
-    reading overlaps the caller's maths (which leaves a core free when its steps are small). The
-    order, the errors (raised where the caller would have met them) and the bound on memory are
-    those of `batches` itself. A caller that stops early stops the thread at its next block."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def hand_over(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not hand_over(batch):
-                    return
-            hand_over(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, in order
-            hand_over(exc)
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()     # the files or FIFO, closed by the thread that reads them
-
-    threading.Thread(target=produce, name="channel-reader", daemon=True).start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def own_part(batches: Iterator[Batch], rank: int, size: int) -> Iterator[Batch]:
     """The records of `batches` whose index in the whole stream is `rank` modulo `size`."""
     first = 0
@@ -360,8 +311,7 @@ class ChannelInput:
             for source, stream in self.streams():
                 yield from self._decode(source, stream, batch_size, check)
 
-        blocks = prefetched(decoded())
-        return rebatch(blocks if self.part is None else own_part(blocks, *self.part), batch_size)
+        return rebatch(decoded() if self.part is None else own_part(decoded(), *self.part), batch_size)
 
     def sliced(self, rank: int, size: int) -> "ChannelInput":
         """This channel as host `rank` of `size` reads it for a job across hosts: with

@@ -14,10 +14,19 @@ data read as 1-based is then an error). Width = largest index + 1. Instance
 weights (``label:weight``) go to `Batch.weights` (1.0 for lines without one; None when no line
 has one). Blank lines are
 skipped; line numbers in messages count them.
+
+Streaming, where numba is installed (the XGBoost image), blocks of 64 KiB or more are first read by
+a one-pass compiled kernel (`_libsvm_kernel`), two at a time in threads (it releases the GIL);
+a block it declines (anything outside its strict grammar) is parsed here as before, on the
+caller's thread, so results, error messages and Arrow's SIGTERM handling stay the same. Small
+request bodies never import numba.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Iterator, Literal
 
 import numpy as np
@@ -35,6 +44,9 @@ _SEPARATOR = np.zeros(256, bool)
 _SEPARATOR[[9, 10, 13, 32]] = True  # tab, newline, carriage return, space
 _SPACE_TABLE = bytes.maketrans(b":\t\r", b"   ")
 _NEWLINE_TABLE = bytes.maketrans(b": \t\r", b"\n\n\n\n")  # one number per line, for Arrow
+KERNEL_MIN_BLOCK = 1 << 16   # smaller blocks: not worth numba's import (~0.6 s, once)
+_WORKERS = 2
+_IN_FLIGHT = 4               # blocks read ahead of the one being merged: memory stays flat
 
 
 def parse_libsvm(data: bytes, *, zero_based: ZeroBased = "auto", source: str = "request body",
@@ -145,13 +157,78 @@ class LibSVMDecoder:
                      chunk_size: int = 1 << 20) -> Iterator[Batch]:
         check_params(media, self.allowed_params)
         rows = RowBuffer(batch_size)
-        line = 1
-        for block in iter_line_blocks(stream, chunk_size):
-            batch, shifted = parse_libsvm(block, zero_based=zero_based, source=source, first_line=line)
-            if zero_based == "auto" and batch.num_features:
-                zero_based = not shifted   # settled by the first data, kept for the rest
-            rows.add(batch)
-            line += block.count(b"\n")
-            yield from rows.full_batches()
+        blocks = _scanned_blocks(stream, chunk_size)
+        try:
+            for block, line, scanned in blocks:
+                found = None if scanned is None else _from_scan(scanned.result(), zero_based)
+                batch, shifted = found or parse_libsvm(block, zero_based=zero_based, source=source,
+                                                       first_line=line)
+                if zero_based == "auto" and batch.num_features:
+                    zero_based = not shifted   # settled by the first data, kept for the rest
+                rows.add(batch)
+                yield from rows.full_batches()
+        finally:
+            blocks.close()  # shuts the pool down, also when the consumer stops early
         yield from rows.rest()
 
+
+@functools.cache
+def _kernel():
+    """The compiled block scanner, or None without numba."""
+    try:
+        from . import _libsvm_kernel
+    except ImportError:
+        return None
+    return _libsvm_kernel.scan
+
+
+def _scan(block: bytes):
+    return _kernel()(np.frombuffer(block, np.uint8), block.count(b":"), block.count(b"\n") + 1)
+
+
+def _scanned_blocks(stream: BinaryIO, chunk_size: int) -> Iterator[tuple[bytes, int, Future | None]]:
+    """(block, its first line, the kernel's scan of it or None), in stream order. The stream is read
+    here, on the caller's thread (Pipe mode's stop checks, SIGTERM handlers: the main thread); the
+    scans run in a pool, at most `_IN_FLIGHT` ahead of the caller, shut down when this generator ends
+    or is closed (an error, a stopped job, a consumer that stops early)."""
+    pool = None
+    ahead: deque = deque()
+    line = 1
+    try:
+        for block in iter_line_blocks(stream, chunk_size):
+            scanned = None
+            if len(block) >= KERNEL_MIN_BLOCK and _kernel() is not None:
+                pool = pool or ThreadPoolExecutor(_WORKERS, thread_name_prefix="libsvm")
+                scanned = pool.submit(_scan, block)
+            ahead.append((block, line, scanned))
+            line += block.count(b"\n")
+            while len(ahead) > (_IN_FLIGHT if scanned else 0):
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_scan(scanned, zero_based: ZeroBased) -> tuple[Batch, bool] | None:
+    """The kernel's scan as `parse_libsvm` would return it; None where that parser must look (the
+    kernel declined, or an index 0 in 1-based data: its message names the token)."""
+    ok, labels, weights, weighted, indptr, cols, vals, n, nnz = scanned
+    if not ok:
+        return None
+    if not n:
+        return Batch(sp.csr_matrix((0, 0), dtype=np.float32), np.zeros(0, np.float32)), False
+    cols, vals = cols[:nnz], vals[:nnz]
+    shifted = False
+    if zero_based == "auto":
+        shifted = bool(nnz) and int(cols.min()) >= 1
+    elif not zero_based:
+        if nnz and int(cols.min()) == 0:
+            return None
+        shifted = True
+    if shifted:
+        cols -= 1
+    width = int(cols.max()) + 1 if nnz else 0
+    feats = sp.csr_matrix((vals, cols, indptr[:n + 1]), shape=(n, width))
+    return Batch(feats, labels[:n], weights[:n] if weighted else None), shifted

@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from smalgos.declaration import AUTO
@@ -262,6 +263,17 @@ class LinearLearner(DeclaredEstimator):
         z = X @ self.coef_
         return np.asarray(z, dtype=np.float32) + self.intercept_
 
+    def _linear_outputs(self, X) -> torch.Tensor:
+        """`decision_function` as a tensor, computed by torch for dense blocks: in a training job,
+        numpy's BLAS threads and torch's take turns at the cores, which made each block's product
+        up to 8 times slower on 2 cores."""
+        if sp.issparse(X):
+            return torch.from_numpy(self.decision_function(X))
+        self.check_fitted()
+        X = self._conform(X)
+        return torch.addmm(torch.from_numpy(self.intercept_).view(1, -1), torch.from_numpy(X),
+                           torch.from_numpy(self.coef_))
+
     def predict_scores(self, X) -> np.ndarray:
         """AWS's `score`: (n,) for binary and regression, (n, num_classes) for multiclass."""
         z = self.decision_function(X)
@@ -335,9 +347,9 @@ class LinearLearner(DeclaredEstimator):
             features, labels, _ = _unpack(raw)
             labels = check_labels(labels, "The evaluation data", predictor=self.predictor_type_,
                                   num_classes=self.num_classes_, needed_by="Linear Learner")
-            z = self.decision_function(features)
+            zt = self._linear_outputs(features)
+            z = zt.numpy()
             scores = self._scores_from_linear(z)
-            zt = torch.from_numpy(z)
             if self.predictor_type_ == "multiclass_classifier":
                 per = loss_fn(zt.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
             else:
