@@ -5,7 +5,7 @@ the same network on the same images, already decoded and normalised in memory (t
 JPEGs and prepares each image in DataLoader workers).
 
     PYTHONPATH=containers/image-classification python bench/bench_image_classification.py \
-        [--side 8] [--layers 20] [--epochs 8] [--threads 2]
+        [--side 8] [--layers 20] [--epochs 8] [--threads 2] [--rounds 5]
 
 torchvision is not a peer on this CPU machine (its PyPI wheels need CUDA torch); on a GPU machine
 with torchvision installed, `torchvision.models.resnet18(weights=None)` loads our ResNet-18's state
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--train", type=int, default=1400)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of job and bare loop (median ratio)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,20 +64,29 @@ def main() -> None:
     wire = {k: str(hp[k]) for k in ("num_classes", "num_training_samples", "num_layers", "image_shape", "epochs",
                                      "mini_batch_size", "optimizer", "learning_rate", "lr_scheduler_step",
                                      "lr_scheduler_factor")}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        files = {("train", "train.rec"): rec_bytes(x[:n], y[:n], tmp, "a.rec"),
-                 ("validation", "val.rec"): rec_bytes(x[1400:], y[1400:], tmp, "b.rec")}
-        log, total = logged_job("image-classification", tmp / "job", wire, {"train": REC, "validation": REC}, files)
-    accuracies = [float(v) for v in re.findall(r"Validation-accuracy=(\S+)", log)]
-    costs = [float(v) for v in re.findall(r"Time cost=(\S+)", log)]
-    job_rate = n * len(costs) / sum(costs)
-    bare = bare_rate(x[:n], y[:n], hp, args.side, args.layers, min(args.epochs, 3))
-    print(f"ResNet-{args.layers}, digits {args.side}x{args.side} JPEG, {n} training / {len(y) - 1400} held-out images")
-    print("held-out accuracy per epoch:", " ".join(f"{a:.3f}" for a in accuracies))
-    print(f"best {max(accuracies):.4f}; job {total:.1f} s in all")
-    print(f"training images/s: job {job_rate:.0f} (decode + prepare in workers), bare loop {bare:.0f}, "
-          f"ratio {job_rate / bare:.2f}")
+    ratios = []
+    for round_ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            files = {("train", "train.rec"): rec_bytes(x[:n], y[:n], tmp, "a.rec"),
+                     ("validation", "val.rec"): rec_bytes(x[1400:], y[1400:], tmp, "b.rec")}
+            log, total = logged_job("image-classification", tmp / "job", wire, {"train": REC, "validation": REC},
+                                    files)
+        accuracies = [float(v) for v in re.findall(r"Validation-accuracy=(\S+)", log)]
+        costs = [float(v) for v in re.findall(r"Time cost=(\S+)", log)]
+        job_rate = n * len(costs) / sum(costs)
+        bare = bare_rate(x[:n], y[:n], hp, args.side, args.layers, min(args.epochs, 3))
+        ratios.append(job_rate / bare)
+        if round_ == 0:
+            print(f"ResNet-{args.layers}, digits {args.side}x{args.side} JPEG, {n} training / {len(y) - 1400} held-out"
+                  " images")
+            print("held-out accuracy per epoch:", " ".join(f"{a:.3f}" for a in accuracies))
+            print(f"best {max(accuracies):.4f}; job {total:.1f} s in all")
+        print(f"round {round_ + 1}: training images/s: job {job_rate:.0f} (decode + prepare in workers), bare loop "
+              f"{bare:.0f}, ratio {ratios[-1]:.2f}", flush=True)
+    ratios.sort()
+    print(f"ratio over {len(ratios)} rounds: median {ratios[len(ratios) // 2]:.2f}, range {ratios[0]:.2f} - "
+          f"{ratios[-1]:.2f}")
 
 
 if __name__ == "__main__":
