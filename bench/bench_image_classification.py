@@ -2,7 +2,9 @@
 epoch through the /opt/ml contract (a `.rec` train channel, a `.rec` validation channel, the
 trainer of the image run in-process), and training images/s of that job beside a bare torch loop of
 the same network on the same images, already decoded and normalised in memory (the job decodes
-JPEGs and prepares each image in DataLoader workers).
+the JPEG records in DataLoader workers: without augmentation_type, as here, once in its first epoch,
+then trains from memory — smalgos_image_classification.data.PreparedBatches; the job's images/s
+count that first epoch too).
 
     PYTHONPATH=containers/image-classification python bench/bench_image_classification.py \
         [--side 8] [--layers 20] [--epochs 8] [--threads 2] [--rounds 5]
@@ -82,7 +84,7 @@ def main() -> None:
                   " images")
             print("held-out accuracy per epoch:", " ".join(f"{a:.3f}" for a in accuracies))
             print(f"best {max(accuracies):.4f}; job {total:.1f} s in all")
-        print(f"round {round_ + 1}: training images/s: job {job_rate:.0f} (decode + prepare in workers), bare loop "
+        print(f"round {round_ + 1}: training images/s: job {job_rate:.0f} (JPEG records decoded), bare loop "
               f"{bare:.0f}, ratio {ratios[-1]:.2f}", flush=True)
     ratios.sort()
     print(f"ratio over {len(ratios)} rounds: median {ratios[len(ratios) // 2]:.2f}, range {ratios[0]:.2f} - "

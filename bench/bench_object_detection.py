@@ -88,6 +88,9 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=300)
     ap.add_argument("--validation", type=int, default=60)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--optimizer", default="adam")
+    ap.add_argument("--learning-rate", type=float, default=0.001)
+    ap.add_argument("--lr-step", default="", help="lr_scheduler_step: epochs at which the rate is divided by 10")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (this small network: 1 is fastest)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,8 +99,10 @@ def main() -> None:
         ObjectDetector.from_hyperparameters = classmethod(
             lambda cls, hps, **kw: declared(cls, hps, **{"width": args.width, **kw}))
     hp = {"num_classes": 3, "num_training_samples": args.train, "image_shape": args.image_shape,
-          "epochs": args.epochs, "mini_batch_size": 16, "optimizer": "adam", "learning_rate": 0.001,
-          "base_network": args.base, "use_pretrained_model": 0}
+          "epochs": args.epochs, "mini_batch_size": 16, "optimizer": args.optimizer,
+          "learning_rate": args.learning_rate,
+          "base_network": args.base, "use_pretrained_model": 0,
+          **({"lr_scheduler_step": args.lr_step, "lr_scheduler_factor": 0.1} if args.lr_step else {})}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_rec(tmp / "train.rec", args.train, seed=1)
@@ -118,8 +123,9 @@ def main() -> None:
     rates = [float(v) for v in re.findall(r"train throughput=(\S+) records/second", log)]
     job_rate = sum(rates) / len(rates)
     start = f"base pretrained {args.pretrain} epochs" if args.pretrain else "from scratch"
+    rate = f"{args.optimizer} {args.learning_rate:g}" + (f" (/10 at epochs {args.lr_step})" if args.lr_step else "")
     print(f"SSD on {args.base} (width {args.width}), image_shape {args.image_shape}, {args.train} training / "
-          f"{args.validation} validation scenes, {args.epochs} epochs, adam 0.001, batch 16, {start}, "
+          f"{args.validation} validation scenes, {args.epochs} epochs, {rate}, batch 16, {start}, "
           f"{args.threads} thread(s)")
     print("validation mAP per epoch:", " ".join(f"{m:.3f}" for m in maps))
     first = next((str(i) for i, m in enumerate(maps) if m >= 0.7), "-")

@@ -96,6 +96,8 @@ def random_color(t: torch.Tensor) -> torch.Tensor:
 
 
 class EvalTransform:
+    deterministic = True  # the same image always gives the same tensor (it can be prepared once)
+
     def __init__(self, image_shape: tuple[int, int, int], resize: int | None = None):
         self.channels, self.height, self.width = image_shape
         self.resize = resize
@@ -135,6 +137,7 @@ class TrainTransform(EvalTransform):
             raise ClientError(f"Hyperparameter augmentation_type: {augmentation_type!r} is not one of "
                               f"{', '.join(AUGMENTATIONS)}")
         self.augmentation = augmentation_type
+        self.deterministic = augmentation_type is None
 
     def __call__(self, hwc: np.ndarray, where: str) -> torch.Tensor:
         t = self.sized(hwc, where)

@@ -2,8 +2,10 @@
 mode the records of the channel's first FIFO, held in memory and reused every epoch) or image files
 listed by a `.lst` channel. Labels are read and checked once, when the set is built (the
 IRHeaders of a `.rec` file, the label columns of a `.lst`); images are decoded and prepared
-(smalgos.vision.transforms) in the DataLoader workers. An image that cannot be decoded comes back
-as its ClientError (named by file and record or line) and is raised by the training loop.
+(smalgos.vision.transforms) in the DataLoader workers: once, when the preparation draws nothing
+at random and the set fits in memory (`PreparedBatches`), else every epoch. An image that cannot
+be decoded comes back as its ClientError (named by file and record or line) and is raised by the
+training loop.
 """
 
 from __future__ import annotations
@@ -67,6 +69,63 @@ class ImageSet(torch.utils.data.Dataset):
             return exc
         label = self.labels[i]
         return image, (torch.from_numpy(label) if self.multi_label else torch.tensor(int(label[0])))
+
+
+PREPARED_BYTES = 2 << 30  # a set whose transform is deterministic is kept prepared in memory up to this size
+
+
+class PreparedBatches:
+    """The batches of a set whose transform draws nothing at random (Image Classification without
+    `augmentation_type`, and every validation set), its images decoded and prepared once: on the
+    first pass, by `loader` (the set's unshuffled DataLoader, its workers decoding in parallel),
+    into one tensor; then, epoch after epoch, batches of `batch` taken from memory, in a new random
+    order each time from `generator` when `shuffle` (the first epoch's order is the one a
+    shuffling DataLoader with that generator gives). Every epoch after the first costs what a loop
+    over tensors costs. An image that cannot be decoded comes out as its ClientError batch, as from
+    the DataLoader."""
+
+    def __init__(self, loader, batch: int, shuffle: bool, generator: torch.Generator | None = None):
+        self.loader, self.batch, self.shuffle, self.generator = loader, int(batch), shuffle, generator
+        self.images: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    @staticmethod
+    def fits(data: "ImageSet", image_shape) -> bool:
+        c, h, w = image_shape
+        deterministic = bool(getattr(data.transform, "deterministic", False))
+        return deterministic and len(data) * c * h * w * 4 <= PREPARED_BYTES
+
+    def __len__(self) -> int:
+        return -(-len(self.loader.dataset if self.images is None else self.images) // self.batch)
+
+    def _prepare(self) -> ClientError | None:
+        n, at = len(self.loader.dataset), 0
+        images = labels = None
+        for batch in self.loader:
+            if isinstance(batch, ClientError):
+                return batch
+            if images is None:  # filled in place: the set is held once, never twice
+                images = torch.empty((n, *batch[0].shape[1:]), dtype=batch[0].dtype)
+                labels = torch.empty((n, *batch[1].shape[1:]), dtype=batch[1].dtype)
+            images[at:at + len(batch[0])], labels[at:at + len(batch[1])] = batch
+            at += len(batch[0])
+        self.images, self.labels = (images, labels) if images is not None else (torch.empty(0), torch.empty(0))
+        self.loader = None  # its workers end with it
+        return None
+
+    def __iter__(self):
+        if self.images is None:
+            if self.generator is not None:  # as the DataLoader draws its workers' seed first
+                torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            failed = self._prepare()
+            if failed is not None:
+                yield failed
+                return
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch):
+            picked = order[start:start + self.batch]
+            yield self.images[picked], self.labels[picked]
 
 
 def collate(samples):

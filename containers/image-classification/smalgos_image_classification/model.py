@@ -49,7 +49,7 @@ from smalgos.vision import transforms
 from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator
 from smalgos.vision.resnet import is_cifar_depth, load_state_dict, resnet
 
-from .data import ImageSet, collate
+from .data import ImageSet, PreparedBatches, collate
 from .declaration import HYPERPARAMETERS, parse_image_shape
 
 log = logging.getLogger("smalgos")
@@ -128,7 +128,10 @@ class ImageClassifier(VisionEstimator):
                 transforms.EvalTransform(shape, resize))
 
     def _loader(self, data: ImageSet, shuffle: bool, generator: torch.Generator | None):
-        return self.data_loader(data, int(self.hp["mini_batch_size"]), shuffle, collate, generator)
+        batch = int(self.hp["mini_batch_size"])
+        if PreparedBatches.fits(data, self.image_shape):
+            return PreparedBatches(self.data_loader(data, batch, False, collate), batch, shuffle, generator)
+        return self.data_loader(data, batch, shuffle, collate, generator)
 
     # -- training ---------------------------------------------------------------------------------
 

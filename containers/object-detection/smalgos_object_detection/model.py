@@ -12,6 +12,11 @@ Training, as AWS's MXNet SSD does it where its documents say:
   smooth L1 of the box offsets (multibox.py), reported as `cross_entropy` and `smooth_l1`;
 - optimizers by AWS's names (sgd with `momentum`, adam, rmsprop, adadelta), `weight_decay` on
   weights, not biases; the rate multiplied by `lr_scheduler_factor` at each `lr_scheduler_step`;
+- from scratch (no pretrained base, no incremental model), the convolutions without batch norm
+  (VGG-16's, fc6 / fc7, the extra layers) start scaled to unit output variance on the first
+  training images (LSUV, smalgos.vision.unit_variance): AWS starts from ImageNet weights, and from
+  He's initialisation alone these plain layers fade the images out (beside a pretrained base the
+  scaling was measured to slow learning, so it is left out there);
 - parameters whose names match `freeze_layer_pattern` are not trained;
 - validation mAP at `overlap_threshold` (evaluation.py) after each epoch, detections after NMS at
   `nms_threshold`; the best epoch's weights are kept; early_stopping: after early_stopping_min_epochs,
@@ -48,6 +53,7 @@ from smalgos.training.neural import StepSchedule, decay_groups, optimizer_by_nam
 from smalgos.vision import transforms
 from smalgos.vision.estimator import META_FILE, MODEL_FILE, BestEpoch, VisionEstimator
 from smalgos.vision.resnet import load_state_dict
+from smalgos.vision.unit_variance import scale_to_unit_variance
 
 from .data import DetectionSet, collate, prepare
 from .declaration import HYPERPARAMETERS
@@ -58,6 +64,7 @@ from .nets import SSD, detect
 log = logging.getLogger("smalgos")
 
 FORMAT, FORMAT_VERSION = "smalgos-object-detection", 1
+LSUV_IMAGES = 8  # training images that the plain convolutions of a network from scratch are scaled on
 
 
 @dataclass
@@ -130,6 +137,8 @@ class ObjectDetector(VisionEstimator):
             log.info("freeze_layer_pattern %r: %d parameter tensors not trained", hp["freeze_layer_pattern"],
                      len(frozen))
         net.to(self._device)
+        if initial_state is None:
+            self._scale_plain_convolutions(net, train)
         share_initial_state(net, cluster)
         anchors = net.anchors
         train = train.with_training(True)
@@ -197,6 +206,17 @@ class ObjectDetector(VisionEstimator):
         net.load_state_dict(best.state, strict=False)
         self.net_ = net.eval()
         return self
+
+    def _scale_plain_convolutions(self, net: SSD, train: DetectionSet) -> None:
+        """A network from scratch: its convolutions without batch norm scaled to unit output
+        variance on the first training images (smalgos.vision.unit_variance)."""
+        first = train.with_training(False)
+        if not len(first):
+            return
+        batch = collate([first[i] for i in range(min(len(first), LSUV_IMAGES))])
+        if isinstance(batch, ClientError):
+            raise batch
+        scale_to_unit_variance(net, list(net.plain_convolutions().values()), batch[0].to(self._device))
 
     def mean_ap(self, net: SSD, data: DetectionSet, cluster=SOLO) -> float:
         """mAP at overlap_threshold over `data` (several hosts: each its part, counts pooled)."""

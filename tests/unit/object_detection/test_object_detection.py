@@ -242,6 +242,42 @@ def test_annotation_json_matches_records():
     np.testing.assert_allclose(from_json, from_rec, atol=1e-3)
 
 
+def feature_maps(net, images):
+    with torch.no_grad():
+        maps = net.backbone(images)
+        for extra in net.extras:
+            maps.append(extra(maps[-1]))
+    return maps
+
+
+def test_plain_convolutions_of_a_network_from_scratch_start_at_unit_variance(tmp_path):
+    """From scratch, SSD's convolutions without batch norm (VGG-16, fc6 / fc7, the extras) are scaled
+    to unit output variance on the first training images before the first step: every feature map
+    then varies between images (with He's initialisation alone the fc7 map varies ~1e-3 and the last
+    ~1e-6, and the detector learns "all background"). Given an initial state, fit leaves it as given."""
+    from smalgos_object_detection.data import from_records
+
+    make_rec(tmp_path / "train.rec", 12, seed=1)
+    train = from_records("train", [tmp_path / "train.rec"], 3, 350, 64)
+    images = torch.stack([train.with_training(False)[i][0] for i in range(8, 12)])  # not the scaling's images
+    det = ObjectDetector(num_classes=3, num_training_samples=12, image_shape=64, use_pretrained_model=0, width=8,
+                         epochs=1, mini_batch_size=12, learning_rate=1e-9)  # one step that moves nothing
+    det._device = torch.device("cpu")
+    net = det.new_network()
+    faded = [m.std(0).mean().item() for m in feature_maps(net, images)]
+    assert faded[-1] < 1e-4
+    det._scale_plain_convolutions(net, train)
+    spread = [m.std(0).mean().item() for m in feature_maps(net, images)]
+    assert min(spread[1:]) > 0.05, spread  # between images, on every map after conv4_3's (L2-normalised)
+
+    base = {k: v.clone() for k, v in det.new_network().backbone.features.state_dict().items()}
+    det.fit(train, initial_state=(base, "model", "backbone.features."))  # a pretrained base: not rescaled
+    scratch_extra = det.new_network().extras[0][0].weight
+    torch.testing.assert_close(det.net_.extras[0][0].weight, scratch_extra, rtol=0, atol=1e-6)
+    for k, v in det.net_.backbone.features.state_dict().items():
+        torch.testing.assert_close(v, base[k], rtol=0, atol=1e-6)
+
+
 class SmallBase(torch.nn.Module):
     """A five-convolution stand-in for the base network (strides 8 and 16, the channels of a
     width-8 VGG base): SSD's own VGG-16 and ResNet-50 take far longer than a unit test to learn from
