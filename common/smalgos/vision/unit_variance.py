@@ -43,7 +43,7 @@ def scale_to_unit_variance(net: nn.Module, convolutions: Sequence[nn.Conv2d], im
                 out = conv(*inputs)
             finally:
                 inside.pop()
-        deviations.append(std)
+        deviations.append(float(out.float().std()))
         return out
 
     hooks = [conv.register_forward_hook(rescale) for conv in convolutions]

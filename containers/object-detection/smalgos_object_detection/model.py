@@ -216,7 +216,7 @@ class ObjectDetector(VisionEstimator):
         batch = collate([first[i] for i in range(min(len(first), LSUV_IMAGES))])
         if isinstance(batch, ClientError):
             raise batch
-        scale_to_unit_variance(net, list(net.plain_convolutions().values()), batch[0].to(self._device))
+        scale_to_unit_variance(net, net.plain_convolutions(), batch[0].to(self._device))
 
     def mean_ap(self, net: SSD, data: DetectionSet, cluster=SOLO) -> float:
         """mAP at overlap_threshold over `data` (several hosts: each its part, counts pooled)."""

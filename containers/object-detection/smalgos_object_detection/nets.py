@@ -119,13 +119,11 @@ class SSD(nn.Module):
         self.feature_shapes = [(s, s) for s in sizes]
         self.register_buffer("anchors", ssd_anchors(self.feature_shapes), persistent=False)
 
-    def plain_convolutions(self) -> dict[str, nn.Conv2d]:
-        """Name → convolution, in forward order, of those no batch norm follows (VGG-16's base,
-        fc6 / fc7, the extra layers; not the heads): the ones scaled for training from scratch."""
-        parts = [("backbone", self.backbone)] if isinstance(self.backbone, VGGBase) else []
-        parts.append(("extras", self.extras))
-        return {f"{prefix}.{name}": m for prefix, module in parts for name, m in module.named_modules()
-                if isinstance(m, nn.Conv2d)}
+    def plain_convolutions(self) -> list[nn.Conv2d]:
+        """The convolutions, in forward order, that no batch norm follows (VGG-16's base, fc6 / fc7,
+        the extra layers; not the heads): the ones scaled for training from scratch."""
+        parts = ([self.backbone] if isinstance(self.backbone, VGGBase) else []) + [self.extras]
+        return [m for part in parts for m in part.modules() if isinstance(m, nn.Conv2d)]
 
     def forward(self, x):
         """(class logits (batch, anchors, classes + 1), box offsets (batch, anchors, 4))."""
