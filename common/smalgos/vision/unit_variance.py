@@ -6,7 +6,7 @@ a batch of training images, until that output's deviation is within `tolerance` 
 Why: SSD's VGG-16 and extra layers have no batch norm, and AWS trains them from ImageNet weights.
 From a random start (He's initialisation on the base) the signal fades layer after layer, the
 deeper feature maps carry almost nothing (fc7's output varies ~1e-3 between images, the last
-map's ~1e-6), and the detector settles on "all background". Scaled to unit variance, every map
+map's ~3e-6), and the detector settles on "all background". Scaled to unit variance, every map
 starts with the images in it.
 
     scale_to_unit_variance(net, [conv, ...], images)   # in place; returns the output deviations
