@@ -50,4 +50,6 @@ def test_pretrained_weights_reach_an_accuracy_in_fewer_epochs_than_scratch(tmp_p
         runs[use] = accuracies(job)
     first = lambda accs: next((i for i, a in enumerate(accs) if a >= 0.9), len(accs))  # noqa: E731
     assert first(runs[1]) < first(runs[0]), runs
-    assert runs[1][0] >= 0.9, runs  # here: 0.95 at epoch 0 against 0.81 from scratch (0.91 at epoch 2)
+    # ahead from the first epoch: here 0.96 against 0.82 on 2 torch threads, 0.88 against 0.81 on one (the
+    # figures move with the threads' summation order; from scratch reaches 0.9 at epoch 2 either way)
+    assert runs[1][0] >= runs[0][0] + 0.05, runs
