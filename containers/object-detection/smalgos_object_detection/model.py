@@ -137,7 +137,7 @@ class ObjectDetector(VisionEstimator):
             log.info("freeze_layer_pattern %r: %d parameter tensors not trained", hp["freeze_layer_pattern"],
                      len(frozen))
         net.to(self._device)
-        if initial_state is None:
+        if initial_state is None and cluster.rank == 0:  # the other hosts take the master's network below
             self._scale_plain_convolutions(net, train)
         share_initial_state(net, cluster)
         anchors = net.anchors
